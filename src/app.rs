@@ -1,0 +1,183 @@
+//! Wiring: configuration → credentials → Graph clients → poll loops and the HTTP server.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::Cli;
+use crate::collector::Metrics;
+use crate::config::{Config, CredentialConfig, TenantConfig};
+use crate::fake::{FakeGraph, FakeGraphOptions};
+use crate::graph::{self, GraphClient};
+use crate::server::{self, AppState, TenantInfo};
+use crate::snapshot::Store;
+use crate::{Error, auth, poller};
+
+/// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only: once the
+/// server listens, Graph failures are reported through metrics and logs, never by returning.
+pub async fn run(
+    cli: Cli,
+    env: &dyn Fn(&str) -> Option<String>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    // The demo tenant is a real HTTPS server on loopback, reached through the same code path
+    // as Microsoft's; it lives as long as this function.
+    let demo = match cli.demo {
+        true => Some(FakeGraph::start(FakeGraphOptions::default()).await?),
+        false => None,
+    };
+    let mut config = Config::load(&cli, env)?;
+    if let Some(fake) = &demo {
+        use_demo_tenant(&mut config, fake)?;
+    }
+
+    let store = Arc::new(Store::new());
+    let metrics = Metrics::new(store.clone())?;
+    let http = graph::http_client(&config.graph)?;
+    let scope = auth::graph_scope(&config.graph);
+
+    let mut clients = Vec::with_capacity(config.tenants.len());
+    for tenant in &config.tenants {
+        let credential_error = |source| Error::Credential {
+            tenant: tenant.name.clone(),
+            source,
+        };
+        let credential =
+            auth::credential(tenant, &config.graph, http.clone()).map_err(credential_error)?;
+        // Fail at start on a wrong secret or tenant, rather than polling with it forever.
+        credential
+            .get_token(&[scope.as_str()], None)
+            .await
+            .map_err(|err| {
+                credential_error(auth::AuthError::Token(Box::new(graph::token_error(&err))))
+            })?;
+        let client = GraphClient::new(
+            &tenant.name,
+            credential,
+            http.clone(),
+            &config.graph,
+            metrics.graph_requests.clone(),
+        );
+        clients.push((tenant.clone(), Arc::new(client)));
+    }
+
+    let listener = TcpListener::bind(config.listen_address)
+        .await
+        .map_err(|source| Error::Listen {
+            address: config.listen_address.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| Error::Listen {
+        address: config.listen_address.to_string(),
+        source,
+    })?;
+    info!(address = %address, telemetry_path = %config.telemetry_path, tenants = clients.len(), demo = cli.demo, "listening");
+
+    let mut tenant_loops = JoinSet::new();
+    for (tenant, client) in &clients {
+        tenant_loops.spawn(poller::run_tenant(
+            tenant.clone(),
+            client.clone(),
+            store.clone(),
+            config.failure_reason_limit,
+            shutdown.clone(),
+        ));
+    }
+
+    let state = Arc::new(AppState {
+        store,
+        registry: metrics.registry,
+        telemetry_path: config.telemetry_path.clone(),
+        tenants: config
+            .tenants
+            .iter()
+            .map(|t| TenantInfo {
+                name: t.name.clone(),
+                tenant_id: t.tenant_id.clone(),
+            })
+            .collect(),
+        demo: cli.demo,
+    });
+    server::serve(listener, state, shutdown).await;
+    while tenant_loops.join_next().await.is_some() {}
+    info!("stopped");
+    Ok(())
+}
+
+/// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.
+const DEFAULT_REQUESTS_PER_10S: u32 = 5;
+/// The demo's budget when none is given.
+const DEMO_REQUESTS_PER_10S: u32 = 50;
+
+/// Points the configuration at the in-process fake: its URL for Graph and the authority, its
+/// CA as the extra trusted root, and its app registration as the one tenant.
+fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
+    let base = url::Url::parse(&fake.base_url())
+        .map_err(|err| crate::config::ConfigError::Invalid(format!("demo server URL: {err}")))?;
+    config.graph.endpoint = base.clone();
+    config.graph.authority_host = base;
+    config.graph.extra_roots_pem = Some(fake.ca_pem().as_bytes().to_vec());
+    // The fake does not throttle: at Graph's 5 requests per 10 s the demo would take a minute
+    // to show every report. A budget set explicitly on the command line is kept.
+    if config.graph.requests_per_10s == DEFAULT_REQUESTS_PER_10S {
+        config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
+        info!(
+            requests_per_10s = DEMO_REQUESTS_PER_10S,
+            "demo: Graph request budget raised"
+        );
+    }
+    config.tenants = vec![TenantConfig {
+        name: "demo".to_owned(),
+        tenant_id: fake.tenant_id().to_owned(),
+        credential: CredentialConfig::ClientSecret {
+            client_id: fake.client_id().to_owned(),
+            secret: fake.client_secret().to_owned().into(),
+        },
+        reports: config.reports.clone(),
+        poll_interval: config.poll_interval,
+    }];
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::io::Write;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_demo_tenant_keeps_the_global_report_settings_and_poll_interval() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"reports:\n  credentialUsageSummary: {enabled: false}\n")
+            .unwrap();
+        let cli = Cli::try_parse_from([
+            "x",
+            "--demo",
+            "--poll.interval=30s",
+            "--config.file",
+            file.path().to_str().unwrap(),
+        ])
+        .unwrap();
+        let mut config = Config::load(&cli, &|_| None).unwrap();
+        let fake = FakeGraph::start(FakeGraphOptions::default()).await.unwrap();
+        use_demo_tenant(&mut config, &fake).unwrap();
+        let tenant = &config.tenants[0];
+        assert_eq!(tenant.tenant_id, fake.tenant_id());
+        assert!(
+            !tenant
+                .report_settings("credentialUsageSummary", Duration::from_secs(600))
+                .enabled
+        );
+        assert_eq!(
+            tenant
+                .report_settings("userRegistrationDetails", Duration::from_secs(3600))
+                .interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(config.graph.requests_per_10s, DEMO_REQUESTS_PER_10S);
+    }
+}

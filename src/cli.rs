@@ -1,0 +1,187 @@
+//! Command-line flags, in the Prometheus exporter style (`--web.listen-address`, `--log.level`, ...).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Prometheus exporter for Microsoft Entra ID authentication-methods reports (SSPR, MFA,
+/// passwordless), read from Microsoft Graph.
+///
+/// Credentials for a single tenant come from the Azure SDK environment: AZURE_TENANT_ID and
+/// AZURE_CLIENT_ID plus one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or
+/// AZURE_FEDERATED_TOKEN_FILE. Several tenants, managed identity and secrets read from files are
+/// set in the YAML file given by --config.file.
+#[derive(Debug, Clone, Parser)]
+// A repeated flag takes its last value, so wrappers can append overrides.
+#[command(
+    name = "entra-authmethods-exporter",
+    version,
+    about,
+    long_about,
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Address to listen on for the web interface and telemetry (":PORT" means all interfaces).
+    #[arg(
+        long = "web.listen-address",
+        default_value = ":9929",
+        value_name = "ADDR"
+    )]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+
+    /// YAML configuration file: tenants, credentials and per-report settings.
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Poll interval for every report that the config file does not set one for
+    /// [default: 10m for summary reports, 1h for per-user details, 15m for usage events].
+    #[arg(long = "poll.interval", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub poll_interval: Option<Duration>,
+
+    /// Microsoft Graph endpoint [default: from --azure.cloud, https://graph.microsoft.com].
+    #[arg(long = "graph.endpoint", value_name = "URL")]
+    pub graph_endpoint: Option<String>,
+
+    /// Microsoft Entra authority host for tokens [default: from --azure.cloud,
+    /// https://login.microsoftonline.com].
+    #[arg(
+        long = "azure.authority-host",
+        env = "AZURE_AUTHORITY_HOST",
+        value_name = "URL"
+    )]
+    pub authority_host: Option<String>,
+
+    /// National cloud: sets both the Graph endpoint and the authority host.
+    #[arg(long = "azure.cloud", value_enum, default_value_t = Cloud::Public)]
+    pub cloud: Cloud,
+
+    /// PEM file of extra trusted root certificates for all outbound TLS (Graph and the token
+    /// endpoint), for TLS-inspecting proxies.
+    #[arg(long = "graph.ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Graph requests allowed per tenant in any 10-second window, shared by all its reports
+    /// (the demo raises the default to 50).
+    #[arg(long = "graph.requests-per-10s", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests_per_10s: u32,
+
+    /// Timeout for each HTTP request to Graph.
+    #[arg(long = "graph.timeout", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub graph_timeout: Duration,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+
+    /// Run against a simulated tenant served by a built-in fake Graph over HTTPS on loopback; no
+    /// Azure account needed.
+    #[arg(long = "demo")]
+    pub demo: bool,
+}
+
+/// A Microsoft national cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cloud {
+    /// Global Azure: graph.microsoft.com, login.microsoftonline.com.
+    Public,
+    /// US Government L4: graph.microsoft.us, login.microsoftonline.us.
+    Usgov,
+    /// US Government L5 (DoD): dod-graph.microsoft.us, login.microsoftonline.us.
+    Usgovdod,
+    /// Azure China (21Vianet): microsoftgraph.chinacloudapi.cn, login.chinacloudapi.cn.
+    China,
+}
+
+impl Cloud {
+    pub fn graph_endpoint(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://graph.microsoft.com",
+            Cloud::Usgov => "https://graph.microsoft.us",
+            Cloud::Usgovdod => "https://dod-graph.microsoft.us",
+            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    pub fn authority_host(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://login.microsoftonline.com",
+            Cloud::Usgov | Cloud::Usgovdod => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_interface() {
+        let cli = Cli::try_parse_from(["entra-authmethods-exporter"]).unwrap();
+        assert_eq!(cli.listen_address, ":9929");
+        assert_eq!(cli.telemetry_path, "/metrics");
+        assert_eq!(cli.requests_per_10s, 5);
+        assert_eq!(cli.graph_timeout, Duration::from_secs(30));
+        assert_eq!(cli.cloud, Cloud::Public);
+        assert_eq!(cli.log_format, LogFormat::Logfmt);
+        assert!(!cli.demo);
+    }
+
+    #[test]
+    fn dotted_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.listen-address=127.0.0.1:1234",
+            "--poll.interval=90s",
+            "--azure.cloud=usgovdod",
+            "--graph.requests-per-10s=3",
+            "--log.format=json",
+            "--demo",
+        ])
+        .unwrap();
+        assert_eq!(cli.listen_address, "127.0.0.1:1234");
+        assert_eq!(cli.poll_interval, Some(Duration::from_secs(90)));
+        assert_eq!(cli.cloud.graph_endpoint(), "https://dod-graph.microsoft.us");
+        assert_eq!(cli.requests_per_10s, 3);
+        assert!(cli.demo);
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_flag_wins() {
+        let cli = Cli::try_parse_from(["x", "--log.level=debug", "--log.level=warn"]).unwrap();
+        assert_eq!(cli.log_level, LogLevel::Warn);
+    }
+
+    #[test]
+    fn zero_budget_is_rejected() {
+        assert!(Cli::try_parse_from(["x", "--graph.requests-per-10s=0"]).is_err());
+    }
+}

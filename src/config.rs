@@ -1,0 +1,729 @@
+//! Runtime configuration: flags, the optional YAML file and the Azure SDK environment, resolved
+//! and validated once at start so that a mistake is a one-line error, never a poll-time surprise.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use azure_core::credentials::Secret;
+use serde::Deserialize;
+use url::Url;
+
+use crate::cli::Cli;
+use crate::reports;
+
+/// Failure reasons kept as distinct label values per tenant; the rest become `other`.
+pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
+/// Stale values are dropped once older than this many poll intervals.
+pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// The fully resolved configuration the exporter runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub listen_address: SocketAddr,
+    pub telemetry_path: String,
+    pub graph: GraphConfig,
+    pub tenants: Vec<TenantConfig>,
+    pub failure_reason_limit: usize,
+    /// The file's top-level `reports`, which every tenant starts from.
+    pub reports: BTreeMap<String, ReportOverride>,
+    /// `--poll.interval`.
+    pub poll_interval: Option<Duration>,
+}
+
+/// Where and how Graph and the token endpoint are reached.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// Graph base URL without a trailing slash, e.g. `https://graph.microsoft.com`.
+    pub endpoint: Url,
+    pub authority_host: Url,
+    /// Extra trusted roots (PEM) for every outbound TLS connection.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    pub requests_per_10s: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// The `tenant` label value.
+    pub name: String,
+    pub tenant_id: String,
+    pub credential: CredentialConfig,
+    /// Per-report overrides: the tenant's own entries win over the file's top-level `reports`.
+    pub reports: BTreeMap<String, ReportOverride>,
+    /// `--poll.interval`, used where no override sets an interval.
+    pub poll_interval: Option<Duration>,
+}
+
+/// How a tenant authenticates. Secrets are [`Secret`]s, whose `Debug` output is redacted.
+#[derive(Debug, Clone)]
+pub enum CredentialConfig {
+    ClientSecret {
+        client_id: String,
+        secret: Secret,
+    },
+    ClientCertificate {
+        client_id: String,
+        path: PathBuf,
+        password: Option<Secret>,
+    },
+    WorkloadIdentity {
+        client_id: String,
+        token_file: PathBuf,
+    },
+    ManagedIdentity {
+        client_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportOverride {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+}
+
+/// The schedule one report of one tenant runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSettings {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub max_age: Duration,
+}
+
+impl TenantConfig {
+    pub fn report_settings(&self, report: &str, default_interval: Duration) -> ReportSettings {
+        let over = self.reports.get(report).cloned().unwrap_or_default();
+        let interval = over
+            .interval
+            .or(self.poll_interval)
+            .unwrap_or(default_interval);
+        ReportSettings {
+            enabled: over.enabled.unwrap_or(true),
+            interval,
+            max_age: over.max_age.unwrap_or(interval * DEFAULT_MAX_AGE_INTERVALS),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    tenants: Vec<FileTenant>,
+    #[serde(default)]
+    reports: BTreeMap<String, ReportOverride>,
+    failure_reason_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTenant {
+    name: Option<String>,
+    tenant_id: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    client_certificate_path: Option<PathBuf>,
+    client_certificate_password: Option<String>,
+    client_certificate_password_file: Option<PathBuf>,
+    federated_token_file: Option<PathBuf>,
+    #[serde(default)]
+    managed_identity: bool,
+    #[serde(default)]
+    reports: BTreeMap<String, ReportOverride>,
+}
+
+impl Config {
+    /// Resolves flags, the config file and the environment (`env` looks a variable up).
+    pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = match &cli.config_file {
+            Some(path) => parse_file(path)?,
+            None => FileConfig::default(),
+        };
+        validate_report_names(&file.reports, "reports")?;
+        let failure_reason_limit = file
+            .failure_reason_limit
+            .unwrap_or(DEFAULT_FAILURE_REASON_LIMIT);
+        if failure_reason_limit == 0 {
+            return Err(invalid("failure_reason_limit must be at least 1"));
+        }
+
+        let mut tenants = Vec::with_capacity(file.tenants.len());
+        for (index, tenant) in file.tenants.into_iter().enumerate() {
+            tenants.push(resolve_file_tenant(
+                tenant,
+                index,
+                &file.reports,
+                cli.poll_interval,
+            )?);
+        }
+        if tenants.is_empty() && !cli.demo {
+            tenants.push(tenant_from_env(env, &file.reports, cli.poll_interval)?);
+        }
+        let mut names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(invalid(format!(
+                "tenant name {:?} is used twice; names become the `tenant` label and must be unique",
+                pair[0]
+            )));
+        }
+
+        Ok(Config {
+            listen_address: parse_listen_address(&cli.listen_address)?,
+            telemetry_path: parse_telemetry_path(&cli.telemetry_path)?,
+            graph: GraphConfig {
+                endpoint: https_url(
+                    "--graph.endpoint",
+                    cli.graph_endpoint
+                        .as_deref()
+                        .unwrap_or(cli.cloud.graph_endpoint()),
+                )?,
+                authority_host: https_url(
+                    "--azure.authority-host",
+                    cli.authority_host
+                        .as_deref()
+                        .unwrap_or(cli.cloud.authority_host()),
+                )?,
+                extra_roots_pem: cli.ca_file.as_deref().map(read_file).transpose()?,
+                requests_per_10s: cli.requests_per_10s,
+                timeout: cli.graph_timeout,
+            },
+            tenants,
+            failure_reason_limit,
+            reports: file.reports,
+            poll_interval: cli.poll_interval,
+        })
+    }
+}
+
+fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|err| ConfigError::Parse {
+        path: path.to_owned(),
+        // The YAML error quotes the offending line: one line is enough for a start-up error.
+        message: err
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a secret from a file, dropping the trailing newline editors and `echo` add.
+fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let bytes = read_file(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| invalid(format!("{} is not UTF-8 text", path.display())))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(invalid(format!("secret file {} is empty", path.display())));
+    }
+    Ok(Secret::new(secret.to_owned()))
+}
+
+fn validate_report_names(
+    reports: &BTreeMap<String, ReportOverride>,
+    place: &str,
+) -> Result<(), ConfigError> {
+    for name in reports.keys() {
+        if reports::spec(name).is_none() {
+            return Err(invalid(format!(
+                "{place}: unknown report {name:?}; known reports: {}",
+                reports::names().join(", ")
+            )));
+        }
+    }
+    for (name, over) in reports {
+        if over.interval.is_some_and(|d| d.is_zero()) {
+            return Err(invalid(format!(
+                "{place}.{name}.interval must be greater than 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_file_tenant(
+    tenant: FileTenant,
+    index: usize,
+    global_reports: &BTreeMap<String, ReportOverride>,
+    poll_interval: Option<Duration>,
+) -> Result<TenantConfig, ConfigError> {
+    let place = format!("tenants[{index}]");
+    if tenant.tenant_id.trim().is_empty() {
+        return Err(invalid(format!("{place}.tenant_id is empty")));
+    }
+    validate_report_names(&tenant.reports, &format!("{place}.reports"))?;
+    let client_id = tenant.client_id.filter(|id| !id.is_empty());
+    let require_client_id = |what: &str| {
+        client_id
+            .clone()
+            .ok_or_else(|| invalid(format!("{place}: {what} needs client_id")))
+    };
+
+    let secret = match (tenant.client_secret, &tenant.client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{place}: set client_secret or client_secret_file, not both"
+            )));
+        }
+        (Some(inline), None) => Some(Secret::new(inline)),
+        (None, Some(path)) => Some(read_secret_file(path)?),
+        (None, None) => None,
+    };
+    let password = match (
+        tenant.client_certificate_password,
+        &tenant.client_certificate_password_file,
+    ) {
+        (Some(inline), None) => Some(Secret::new(inline)),
+        (None, Some(path)) => Some(read_secret_file(path)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{place}: set client_certificate_password or client_certificate_password_file, not both"
+            )));
+        }
+    };
+
+    let mut chosen = Vec::new();
+    if let Some(secret) = secret {
+        chosen.push(CredentialConfig::ClientSecret {
+            client_id: require_client_id("client_secret")?,
+            secret,
+        });
+    }
+    if let Some(path) = tenant.client_certificate_path {
+        chosen.push(CredentialConfig::ClientCertificate {
+            client_id: require_client_id("client_certificate_path")?,
+            path,
+            password,
+        });
+    }
+    if let Some(token_file) = tenant.federated_token_file {
+        chosen.push(CredentialConfig::WorkloadIdentity {
+            client_id: require_client_id("federated_token_file")?,
+            token_file,
+        });
+    }
+    if tenant.managed_identity {
+        chosen.push(CredentialConfig::ManagedIdentity {
+            client_id: client_id.clone(),
+        });
+    }
+    let credential = match chosen.len() {
+        1 => chosen.remove(0),
+        0 => {
+            return Err(invalid(format!(
+                "{place}: no credential; set one of client_secret(_file), client_certificate_path, \
+                 federated_token_file or managed_identity: true"
+            )));
+        }
+        _ => {
+            return Err(invalid(format!(
+                "{place}: more than one credential is set; keep exactly one of client_secret(_file), \
+                 client_certificate_path, federated_token_file, managed_identity"
+            )));
+        }
+    };
+
+    let mut reports = global_reports.clone();
+    reports.extend(tenant.reports);
+    let name = tenant
+        .name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| tenant.tenant_id.clone());
+    Ok(TenantConfig {
+        name,
+        tenant_id: tenant.tenant_id,
+        credential,
+        reports,
+        poll_interval,
+    })
+}
+
+/// A single tenant from the Azure SDK's standard environment variables.
+fn tenant_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    reports: &BTreeMap<String, ReportOverride>,
+    poll_interval: Option<Duration>,
+) -> Result<TenantConfig, ConfigError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let Some(tenant_id) = var("AZURE_TENANT_ID") else {
+        return Err(invalid(
+            "no tenant configured: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET \
+             (or AZURE_CLIENT_CERTIFICATE_PATH / AZURE_FEDERATED_TOKEN_FILE), list tenants in \
+             --config.file, or try --demo",
+        ));
+    };
+    let Some(client_id) = var("AZURE_CLIENT_ID") else {
+        return Err(invalid("AZURE_TENANT_ID is set but AZURE_CLIENT_ID is not"));
+    };
+    let credential = if let Some(secret) = var("AZURE_CLIENT_SECRET") {
+        CredentialConfig::ClientSecret {
+            client_id,
+            secret: Secret::new(secret),
+        }
+    } else if let Some(path) = var("AZURE_CLIENT_CERTIFICATE_PATH") {
+        CredentialConfig::ClientCertificate {
+            client_id,
+            path: path.into(),
+            password: var("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new),
+        }
+    } else if let Some(path) = var("AZURE_FEDERATED_TOKEN_FILE") {
+        CredentialConfig::WorkloadIdentity {
+            client_id,
+            token_file: path.into(),
+        }
+    } else {
+        return Err(invalid(
+            "AZURE_TENANT_ID and AZURE_CLIENT_ID are set but no credential: set \
+             AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE \
+             (managed identity is set per tenant in --config.file)",
+        ));
+    };
+    Ok(TenantConfig {
+        name: tenant_id.clone(),
+        tenant_id,
+        credential,
+        reports: reports.clone(),
+        poll_interval,
+    })
+}
+
+fn parse_listen_address(address: &str) -> Result<SocketAddr, ConfigError> {
+    // ":9929" is the Prometheus convention for "every interface".
+    let full = match address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_owned(),
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            invalid(format!(
+                "--web.listen-address {address:?} is not HOST:PORT or :PORT"
+            ))
+        })
+}
+
+fn parse_telemetry_path(path: &str) -> Result<String, ConfigError> {
+    if !path.starts_with('/') || ["/", "/healthz", "/readyz"].contains(&path) {
+        return Err(invalid(format!(
+            "--web.telemetry-path {path:?} must start with / and not be /, /healthz or /readyz"
+        )));
+    }
+    Ok(path.to_owned())
+}
+
+/// Parses an https URL and drops a trailing slash, so paths can be appended uniformly.
+fn https_url(flag: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim_end_matches('/'))
+        .map_err(|err| invalid(format!("{flag} {value:?}: {err}")))?;
+    if url.scheme() != "https" || url.host_str().is_none() {
+        return Err(invalid(format!(
+            "{flag} {value:?} must be an https:// URL: tokens are only sent over TLS"
+        )));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::io::Write;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn yaml(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    fn load_yaml(text: &str) -> Result<Config, ConfigError> {
+        let file = yaml(text);
+        Config::load(
+            &cli(&["--config.file", file.path().to_str().unwrap()]),
+            &no_env,
+        )
+    }
+
+    #[test]
+    fn env_tenant_with_client_secret() {
+        let env = |name: &str| match name {
+            "AZURE_TENANT_ID" => Some("tid".to_owned()),
+            "AZURE_CLIENT_ID" => Some("cid".to_owned()),
+            "AZURE_CLIENT_SECRET" => Some("s3cret".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(&cli(&[]), &env).unwrap();
+        assert_eq!(config.tenants.len(), 1);
+        assert_eq!(config.tenants[0].name, "tid");
+        assert!(matches!(
+            &config.tenants[0].credential,
+            CredentialConfig::ClientSecret { client_id, secret } if client_id == "cid" && secret.secret() == "s3cret"
+        ));
+        assert_eq!(config.listen_address.port(), 9929);
+        assert_eq!(
+            config.graph.endpoint.as_str(),
+            "https://graph.microsoft.com/"
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn missing_tenant_points_at_the_fix() {
+        let err = Config::load(&cli(&[]), &no_env).unwrap_err().to_string();
+        assert!(err.contains("AZURE_TENANT_ID"), "{err}");
+        assert!(err.contains("--demo"), "{err}");
+    }
+
+    #[test]
+    fn env_tenant_without_credential_is_an_error() {
+        let env = |name: &str| match name {
+            "AZURE_TENANT_ID" | "AZURE_CLIENT_ID" => Some("x".to_owned()),
+            _ => None,
+        };
+        let err = Config::load(&cli(&[]), &env).unwrap_err().to_string();
+        assert!(err.contains("AZURE_CLIENT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn cloud_sets_both_hosts_and_flags_override() {
+        let c = Config::load(&cli(&["--demo", "--azure.cloud=china"]), &no_env).unwrap();
+        assert_eq!(
+            c.graph.endpoint.host_str(),
+            Some("microsoftgraph.chinacloudapi.cn")
+        );
+        assert_eq!(
+            c.graph.authority_host.host_str(),
+            Some("login.chinacloudapi.cn")
+        );
+        let c = Config::load(
+            &cli(&[
+                "--demo",
+                "--azure.cloud=usgov",
+                "--graph.endpoint=https://graph.example.test/",
+            ]),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.graph.endpoint.host_str(), Some("graph.example.test"));
+        assert_eq!(
+            crate::auth::graph_scope(&c.graph),
+            "https://graph.example.test/.default"
+        );
+        assert_eq!(
+            c.graph.authority_host.host_str(),
+            Some("login.microsoftonline.us")
+        );
+    }
+
+    #[test]
+    fn plain_http_endpoint_is_refused() {
+        let err = Config::load(
+            &cli(&["--demo", "--graph.endpoint=http://graph.example.test"]),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("https"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_and_path() {
+        assert!(Config::load(&cli(&["--demo", "--web.listen-address=nonsense"]), &no_env).is_err());
+        assert!(Config::load(&cli(&["--demo", "--web.telemetry-path=metrics"]), &no_env).is_err());
+        let c = Config::load(
+            &cli(&["--demo", "--web.listen-address=127.0.0.1:0"]),
+            &no_env,
+        )
+        .unwrap();
+        assert!(c.listen_address.ip().is_loopback());
+    }
+
+    #[test]
+    fn yaml_tenants_secrets_from_files_and_report_overrides() {
+        let secret = yaml("from-file\n");
+        let config = load_yaml(&format!(
+            r#"
+failure_reason_limit: 5
+reports:
+  credentialUsageSummary: {{interval: 5m}}
+  credentialUserRegistrationDetails: {{interval: 2h, max_age: 12h}}
+tenants:
+  - name: contoso
+    tenant_id: 00000000-0000-0000-0000-000000000001
+    client_id: app
+    client_secret_file: {}
+    reports:
+      credentialUserRegistrationDetails: {{enabled: false}}
+  - tenant_id: 00000000-0000-0000-0000-000000000002
+    managed_identity: true
+"#,
+            secret.path().display()
+        ))
+        .unwrap();
+        assert_eq!(config.failure_reason_limit, 5);
+        let contoso = &config.tenants[0];
+        assert_eq!(contoso.name, "contoso");
+        assert!(matches!(&contoso.credential,
+            CredentialConfig::ClientSecret { secret, .. } if secret.secret() == "from-file"));
+        let summary = contoso.report_settings("credentialUsageSummary", Duration::from_secs(600));
+        assert_eq!(summary.interval, Duration::from_secs(300));
+        assert_eq!(summary.max_age, Duration::from_secs(900));
+        assert!(
+            !contoso
+                .report_settings("credentialUserRegistrationDetails", Duration::from_secs(1))
+                .enabled
+        );
+        let second = &config.tenants[1];
+        assert_eq!(second.name, "00000000-0000-0000-0000-000000000002");
+        assert!(matches!(
+            second.credential,
+            CredentialConfig::ManagedIdentity { client_id: None }
+        ));
+        let details =
+            second.report_settings("credentialUserRegistrationDetails", Duration::from_secs(1));
+        assert_eq!(details.interval, Duration::from_secs(7200));
+        assert_eq!(details.max_age, Duration::from_secs(43200));
+    }
+
+    #[test]
+    fn poll_interval_flag_applies_where_the_file_is_silent() {
+        let file = yaml(
+            "reports:\n  credentialUsageSummary: {interval: 5m}\ntenants:\n  - {tenant_id: t, managed_identity: true}\n",
+        );
+        let config = Config::load(
+            &cli(&[
+                "--poll.interval=2m",
+                "--config.file",
+                file.path().to_str().unwrap(),
+            ]),
+            &no_env,
+        )
+        .unwrap();
+        let t = &config.tenants[0];
+        assert_eq!(
+            t.report_settings("credentialUsageSummary", Duration::from_secs(600))
+                .interval,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            t.report_settings("userCredentialUsageDetails", Duration::from_secs(600))
+                .interval,
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn yaml_mistakes_are_one_line_errors() {
+        for (text, needle) in [
+            ("tenants:\n  - tenant_id: t\n", "no credential"),
+            (
+                "tenants:\n  - {tenant_id: t, client_id: c, client_secret: s, managed_identity: true}\n",
+                "more than one credential",
+            ),
+            (
+                "tenants:\n  - {tenant_id: t, client_secret: s}\n",
+                "needs client_id",
+            ),
+            (
+                "reports:\n  nosuchReport: {enabled: false}\n",
+                "unknown report",
+            ),
+            (
+                "reports:\n  credentialUsageSummary: {interval: soon}\n",
+                "parsing",
+            ),
+            ("tenant:\n  - x\n", "parsing"),
+            (
+                "tenants:\n  - {name: a, tenant_id: t1, managed_identity: true}\n  - {name: a, tenant_id: t2, managed_identity: true}\n",
+                "used twice",
+            ),
+            (
+                "failure_reason_limit: 0\ntenants: []\n",
+                "failure_reason_limit",
+            ),
+            (
+                "tenants:\n  - {tenant_id: t, client_id: c, client_secret_file: /nonexistent/secret}\n",
+                "/nonexistent/secret",
+            ),
+        ] {
+            let err = load_yaml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "multi-line error for {text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("<!-- config-example")
+            .and_then(|i| readme[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
+            .expect("README has the config example");
+        let end = start + readme[start..].find("```").expect("closing fence");
+        let file: FileConfig = serde_saphyr::from_str(&readme[start..end]).unwrap();
+        validate_report_names(&file.reports, "reports").unwrap();
+        assert_eq!(file.tenants.len(), 4);
+        for tenant in &file.tenants {
+            validate_report_names(&tenant.reports, "tenant").unwrap();
+        }
+        assert!(file.tenants[3].managed_identity);
+    }
+
+    #[test]
+    fn inline_secret_never_shows_in_debug_output() {
+        let config = load_yaml(
+            "tenants:\n  - {tenant_id: t, client_id: c, client_secret: hunter2-very-secret}\n",
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

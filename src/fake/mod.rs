@@ -1,0 +1,327 @@
+//! A fake Microsoft Graph and Entra token endpoint for `--demo` mode and tests.
+//!
+//! [`FakeGraph::start`] serves real HTTPS on `127.0.0.1` (an OS-picked port)
+//! with a certificate from a CA generated at start ([`FakeGraph::ca_pem`]).
+//! The same base URL is both the authority host and the Graph endpoint:
+//!
+//! - `POST /{tenant}/oauth2/v2.0/token` (client credentials)
+//! - Legacy beta reports (deprecated):
+//!   - `GET /beta/reports/getCredentialUserRegistrationCount` (also `…Count()`)
+//!   - `GET /beta/reports/getCredentialUsageSummary(period='D1'|'D7'|'D30')`
+//!   - `GET /beta/reports/credentialUserRegistrationDetails` (paged)
+//!   - `GET /beta/reports/userCredentialUsageDetails` (paged)
+//! - Successors, under `/{v}/reports/authenticationMethods` where `{v}` is
+//!   `v1.0` or `beta` (beta-only ones are marked):
+//!   - `GET …/userRegistrationDetails` (paged)
+//!   - `GET …/usersRegisteredByFeature(includedUserTypes='all',includedUserRoles='all')`,
+//!     also `…()` and without parentheses; a single object, not `value`
+//!   - `GET …/usersRegisteredByMethod(…)`, likewise
+//!   - beta `GET …/userRegistrationActivity(period='d1'|'d7'|'d30')`
+//!   - beta `GET …/userSignInsByAuthMethodSummary(period='d1'|'d7'|'d30')`
+//!   - beta `GET …/userEventsSummary` (paged)
+//!   - beta `GET …/userMfaSignInSummary` and
+//!     `GET …/userPasswordResetsAndChangesSummary`: one row per day for the
+//!     last 7 UTC days, oldest first
+//!
+//! Every view derives from the same simulated users and usage events:
+//! `usersRegisteredBy*` equal the aggregated `userRegistrationDetails`,
+//! which agree field by field with `credentialUserRegistrationDetails`;
+//! `userRegistrationActivity` has `getCredentialUsageSummary`'s numbers and
+//! `userEventsSummary` serves `userCredentialUsageDetails`'s events.
+//!
+//! Behaviour that mirrors the real service and that clients must cope with:
+//! Graph calls need a bearer token the fake issued and that has not expired;
+//! paged collections follow `@odata.nextLink` and honour `$top` (at most
+//! 1000; the nextLink keeps it); legacy summary rows for `email` and
+//! `securityQuestion` carry their counts as JSON strings; evolvable enum
+//! members (`externalAuthMethod`, `microsoftAuthenticatorPush`, …) read
+//! `unknownFutureValue` unless the request sends
+//! `Prefer: include-unknown-enum-members`; nullable successor fields are
+//! sometimes `null` (and `userPreferredMethodForSecondaryAuthentication`
+//! sometimes `""`); the four legacy reports answer with `Deprecation`,
+//! `Sunset` and `Link` headers, the successors without.
+//!
+//! Users are generated on demand from `(seed, index)`, so a tenant of a
+//! million users costs no memory; tenant-wide counts are computed on first
+//! use and then kept up to date.
+//!
+//! Tests steer it with [`FakeGraph::inject`] (one-shot faults) and
+//! [`FakeGraph::retire`] (permanent errors); [`serve_recorder`] provides a
+//! "foreign host" that counts requests and bearer tokens sent to it.
+
+mod data;
+mod graph;
+mod server;
+mod stats;
+pub mod tls;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+
+pub use server::{Recorder, serve_recorder};
+
+use data::Simulation;
+use graph::{Shared, State};
+
+/// Knobs for the simulated tenant. `Default` gives a lively demo.
+#[derive(Debug, Clone)]
+pub struct FakeGraphOptions {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Simulated users in the registration reports.
+    pub users: usize,
+    /// Rows per page of the paged collections; must be at least 1.
+    pub page_size: usize,
+    /// `expires_in` of issued tokens. azure_identity refreshes 300 s before
+    /// expiry, so anything shorter makes every `get_token` fetch a new token.
+    pub token_lifetime: Duration,
+    /// Seed for users and events; equal seeds give equal data.
+    pub seed: u64,
+    /// Usage events generated as wall time passes (a Poisson process); 0
+    /// disables generation so tests control events via
+    /// [`FakeGraph::add_usage_event`].
+    pub events_per_minute: f64,
+    /// Events already in the 30-day window at start, skewed towards recent.
+    pub initial_events: usize,
+    /// A registration campaign: users who lack SSPR or MFA registration
+    /// enrol at about this rate, in steps 5 minutes apart (so nothing changes
+    /// during the first 5 minutes), and every registration report shows it.
+    /// Deterministic from seed and elapsed time; 0 keeps registrations fixed.
+    pub registration_drift_per_hour: f64,
+    /// What the usage events do over time.
+    pub scenario: Scenario,
+}
+
+/// A storyline for the usage events, e.g. to make a demo alert fire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// Events at `events_per_minute`, 20% of them failures.
+    #[default]
+    Steady,
+    /// Steady, plus an SMS incident: from about 60 s after start and for
+    /// about 10 minutes, SSPR reset failures arrive at about 20 times their
+    /// steady rate, nearly all `mobileSMS` with one dominant failure reason.
+    /// Scales with `events_per_minute`, so a rate of 0 disables it too.
+    Spike,
+}
+
+impl Default for FakeGraphOptions {
+    fn default() -> Self {
+        FakeGraphOptions {
+            tenant_id: "11111111-2222-3333-4444-555555555555".to_owned(),
+            client_id: "demo-client-id".to_owned(),
+            client_secret: "demo-client-secret".to_owned(),
+            users: 250,
+            page_size: 100,
+            token_lifetime: Duration::from_secs(3600),
+            seed: 42,
+            events_per_minute: 6.0,
+            initial_events: 200,
+            registration_drift_per_hour: 30.0,
+            scenario: Scenario::Steady,
+        }
+    }
+}
+
+/// An SSPR or registration attempt, as `userCredentialUsageDetails` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    /// `registration` or `reset`.
+    pub feature: String,
+    /// A usageAuthMethod member, e.g. `email`, `microsoftAuthenticatorPush`.
+    pub auth_method: String,
+    pub is_success: bool,
+    /// Empty on success.
+    pub failure_reason: String,
+    /// Index of the simulated user (`user0042@demo.contoso.test` for 42).
+    pub user: usize,
+}
+
+/// A one-shot misbehaviour for [`FakeGraph::inject`].
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status. An empty `body` becomes a Graph error body.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: String,
+    },
+    /// `200` with a truncated JSON body.
+    InvalidJson,
+    /// The normal response, with `@odata.nextLink` set to this absolute URL.
+    ForeignNextLink(String),
+    /// Sleep, then answer normally.
+    Delay(Duration),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FakeError {
+    #[error("invalid fake Graph options: {0}")]
+    InvalidOptions(&'static str),
+    #[error("generating the fake {what}")]
+    Cert {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("building the fake server's TLS config")]
+    Tls(#[source] rustls::Error),
+    #[error("binding the fake server to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the fake server's bound address")]
+    LocalAddr(#[source] std::io::Error),
+}
+
+/// A running fake; the server stops when this is dropped.
+pub struct FakeGraph {
+    shared: Arc<Shared>,
+    ca_pem: String,
+    tls: Arc<rustls::ServerConfig>,
+    task: JoinHandle<()>,
+}
+
+impl FakeGraph {
+    /// Generates the CA, binds `127.0.0.1:0` and starts serving.
+    pub async fn start(opts: FakeGraphOptions) -> Result<FakeGraph, FakeError> {
+        if opts.page_size == 0 {
+            return Err(FakeError::InvalidOptions("page_size must be at least 1"));
+        }
+        if !(opts.events_per_minute.is_finite() && opts.events_per_minute >= 0.0) {
+            return Err(FakeError::InvalidOptions(
+                "events_per_minute must be a finite number >= 0",
+            ));
+        }
+        if !(opts.registration_drift_per_hour.is_finite()
+            && opts.registration_drift_per_hour >= 0.0)
+        {
+            return Err(FakeError::InvalidOptions(
+                "registration_drift_per_hour must be a finite number >= 0",
+            ));
+        }
+        let (ca_pem, tls) = tls::generate_ca_and_leaf()?;
+        let tls = Arc::new(tls);
+        let (listener, addr) = server::bind_loopback().await?;
+        let shared = Arc::new(Shared {
+            base_url: server::https_url(addr),
+            tenant_id: opts.tenant_id.clone(),
+            client_id: opts.client_id.clone(),
+            client_secret: opts.client_secret.clone(),
+            page_size: opts.page_size,
+            token_lifetime: opts.token_lifetime,
+            state: Mutex::new(State::new(Simulation::new(&opts, SystemTime::now()))),
+        });
+        let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
+            let shared = Arc::clone(&shared);
+            move |req| {
+                let shared = Arc::clone(&shared);
+                async move { graph::handle(&shared, req).await }
+            }
+        });
+        Ok(FakeGraph {
+            shared,
+            ca_pem,
+            tls,
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`, no trailing slash: the authority host and the
+    /// Graph endpoint alike.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// PEM of the CA that signed the server certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The server's TLS config, to start another server (e.g. a
+    /// [`Recorder`]) that clients trusting [`ca_pem`](Self::ca_pem) accept.
+    pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.tls)
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.shared.tenant_id
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    pub fn client_secret(&self) -> &str {
+        &self.shared.client_secret
+    }
+
+    /// Successful token responses so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.shared.lock().tokens_issued
+    }
+
+    /// Graph (non-token) requests so far whose path+query contains
+    /// `path_contains`, as sent or percent-decoded. Counts every request,
+    /// including rejected ones.
+    ///
+    /// Matching is a case-sensitive substring test, as for [`inject`](Self::inject)
+    /// and [`retire`](Self::retire): `"userRegistrationDetails"` does not match
+    /// the legacy `credentialUserRegistrationDetails`, but `"RegistrationDetails"`
+    /// matches both and `"usersRegisteredBy"` both summary functions.
+    pub fn requests(&self, path_contains: &str) -> usize {
+        self.shared.lock().requests(path_contains)
+    }
+
+    /// Queues `fault` for the next request whose path+query contains
+    /// `path_contains` (token endpoint included). Faults for one key fire in
+    /// FIFO order, once each; Graph requests only consume them once
+    /// authenticated.
+    pub fn inject(&self, path_contains: &str, fault: Fault) {
+        self.shared.lock().inject(path_contains, fault);
+    }
+
+    /// From now on every request whose path+query contains `path_contains`
+    /// answers `status` with a Graph error body: 400/404 "Resource not found
+    /// for the segment …", 403 `Authorization_RequestDenied` "Insufficient
+    /// privileges to complete the operation." (what app-only callers of
+    /// `usersRegisteredByFeature` may get), 410 `Gone`.
+    pub fn retire(&self, path_contains: &str, status: u16) {
+        self.shared.lock().retire(path_contains, status);
+    }
+
+    /// Records `event` at the current time and returns its id.
+    pub fn add_usage_event(&self, event: UsageEvent) -> String {
+        let now = SystemTime::now();
+        let mut state = self.shared.lock();
+        // Catch up first so automatic events keep creation order ~ time order.
+        state.sim.advance(now);
+        state.sim.push(now, event)
+    }
+
+    /// Drops events older than `t`, as if they had left the report window.
+    pub fn expire_usage_events_before(&self, t: SystemTime) {
+        self.shared.lock().sim.expire_before(t);
+    }
+
+    /// Stops the server and closes its connections (dropping does the same).
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FakeGraph {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

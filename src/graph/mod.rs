@@ -1,0 +1,545 @@
+//! The Microsoft Graph client: one per tenant, shared by all its reports. It owns the request
+//! budget ([`Limiter`]), retries, paging and the rule that the bearer token only ever goes to the
+//! configured Graph host.
+
+mod limiter;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use azure_core::credentials::TokenCredential;
+use backon::{ExponentialBuilder, Retryable};
+use prometheus::IntCounterVec;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use url::Url;
+
+pub use limiter::Limiter;
+
+use crate::config::GraphConfig;
+
+/// The window Graph's identity-reports throttling budget is counted over.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+/// Longest `Retry-After` honoured; anything longer is capped so a poll cannot hang for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Longest Graph error message kept for logs and the landing page.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Why Graph will not serve a report to this tenant, as opposed to a passing failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailability {
+    /// 404/410, or 400 "Resource not found": Microsoft retired the endpoint.
+    Retired,
+    /// 403: a missing permission or licence.
+    Forbidden,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("reading --graph.ca-file: {0}")]
+    CaFile(#[source] reqwest::Error),
+    #[error("getting a token: {message}")]
+    Token { message: String, retryable: bool },
+    #[error("GET {path}: {source}")]
+    Transport {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {path}: HTTP {status} {code}: {message} (request-id {request_id})")]
+    Http {
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("GET {path}: HTTP {status} {code}: {message} (request-id {request_id})")]
+    Unavailable {
+        cause: Unavailability,
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("GET {path}: invalid JSON (request-id {request_id}): {source}")]
+    Json {
+        path: String,
+        request_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "refusing to follow @odata.nextLink to {link_host}: the bearer token is only sent to {graph_host}"
+    )]
+    ForeignNextLink {
+        link_host: String,
+        graph_host: String,
+    },
+    #[error(
+        "{report} is forbidden and userRegistrationDetails has not completed a scan to fall back on yet (is it enabled, with AuditLog.Read.All?)"
+    )]
+    NoFallbackData { report: &'static str },
+    #[error("invalid @odata.nextLink {link:?}: {source}")]
+    BadNextLink {
+        link: String,
+        #[source]
+        source: url::ParseError,
+    },
+}
+
+impl GraphError {
+    /// 429/503/504, other 5xx and transport errors are worth another try; the rest are not.
+    fn is_retryable(&self) -> bool {
+        match self {
+            GraphError::Transport { .. } => true,
+            GraphError::Token { retryable, .. } => *retryable,
+            GraphError::Http { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS.as_u16() || *status >= 500
+            }
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GraphError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn unavailability(&self) -> Option<Unavailability> {
+        match self {
+            GraphError::Unavailable { cause, .. } => Some(*cause),
+            _ => None,
+        }
+    }
+}
+
+/// One page of a Graph collection.
+#[derive(Debug, Deserialize)]
+struct Page<T> {
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+/// Parses one page of a collection into its rows and its `@odata.nextLink`. Strict JSON: a
+/// malformed page is an error, never repaired.
+pub fn parse_page<T: DeserializeOwned>(
+    body: &[u8],
+) -> Result<(Vec<T>, Option<String>), serde_json::Error> {
+    let page: Page<T> = serde_json::from_slice(body)?;
+    Ok((page.value, page.next_link))
+}
+
+/// Graph's error body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Builds the one HTTP client used for Graph and, as azure_identity's transport, the token
+/// endpoint: extra roots from `--graph.ca-file`, a timeout on every request, no redirects (a
+/// redirect could carry the token elsewhere) and https only.
+pub fn http_client(graph: &GraphConfig) -> Result<reqwest::Client, GraphError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!(
+            env!("CARGO_PKG_NAME"),
+            "/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .timeout(graph.timeout)
+        .connect_timeout(graph.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true);
+    if let Some(pem) = &graph.extra_roots_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(GraphError::CaFile)?;
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(GraphError::Client)
+}
+
+/// A tenant's Graph client.
+pub struct GraphClient {
+    http: reqwest::Client,
+    credential: Arc<dyn TokenCredential>,
+    endpoint: Url,
+    scope: String,
+    limiter: Limiter,
+    tenant: String,
+    requests: IntCounterVec,
+    backoff: ExponentialBuilder,
+    /// Reports whose deprecation headers were already logged at warn level.
+    deprecation_logged: Mutex<HashSet<&'static str>>,
+}
+
+impl GraphClient {
+    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}`.
+    pub fn new(
+        tenant: &str,
+        credential: Arc<dyn TokenCredential>,
+        http: reqwest::Client,
+        graph: &GraphConfig,
+        requests: IntCounterVec,
+    ) -> Self {
+        Self {
+            http,
+            credential,
+            endpoint: graph.endpoint.clone(),
+            scope: crate::auth::graph_scope(graph),
+            limiter: Limiter::new(graph.requests_per_10s, BUDGET_WINDOW),
+            tenant: tenant.to_owned(),
+            requests,
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(30))
+                .with_max_times(4)
+                .with_jitter(),
+            deprecation_logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Absolute URL for a path such as `/beta/reports/credentialUserRegistrationDetails`.
+    fn url(&self, path: &str) -> Result<Url, GraphError> {
+        let base = self.endpoint.as_str().trim_end_matches('/');
+        let link = format!("{base}{path}");
+        Url::parse(&link).map_err(|source| GraphError::BadNextLink { link, source })
+    }
+
+    /// GETs a single JSON document.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        report: &'static str,
+        path: &str,
+    ) -> Result<T, GraphError> {
+        let url = self.url(path)?;
+        let (body, request_id) = self.get_with_retry(report, &url).await?;
+        serde_json::from_slice(&body).map_err(|source| GraphError::Json {
+            path: url.path().to_owned(),
+            request_id,
+            source,
+        })
+    }
+
+    /// GETs a collection, following `@odata.nextLink` verbatim, and hands each page's rows to
+    /// `on_page` as it arrives so that callers aggregate without holding the whole collection.
+    /// A failed page is retried in place; the scan never restarts from the first page.
+    /// Returns the number of rows read.
+    pub async fn for_each_page<T: DeserializeOwned>(
+        &self,
+        report: &'static str,
+        path: &str,
+        mut on_page: impl FnMut(Vec<T>),
+    ) -> Result<u64, GraphError> {
+        let mut url = self.url(path)?;
+        let mut rows = 0u64;
+        loop {
+            let (body, request_id) = self.get_with_retry(report, &url).await?;
+            let (values, next_link) =
+                parse_page::<T>(&body).map_err(|source| GraphError::Json {
+                    path: url.path().to_owned(),
+                    request_id,
+                    source,
+                })?;
+            rows += values.len() as u64;
+            on_page(values);
+            match next_link {
+                Some(link) => url = self.checked_next_link(&link)?,
+                None => return Ok(rows),
+            }
+        }
+    }
+
+    /// The token goes with every request, so a nextLink must point at the configured Graph
+    /// endpoint (same scheme, host and port); anything else is an error, never a request.
+    fn checked_next_link(&self, link: &str) -> Result<Url, GraphError> {
+        let next = Url::parse(link).map_err(|source| GraphError::BadNextLink {
+            link: link.to_owned(),
+            source,
+        })?;
+        let same_origin = next.scheme() == self.endpoint.scheme()
+            && next.host_str() == self.endpoint.host_str()
+            && next.port_or_known_default() == self.endpoint.port_or_known_default();
+        if !same_origin {
+            return Err(GraphError::ForeignNextLink {
+                link_host: origin(&next),
+                graph_host: origin(&self.endpoint),
+            });
+        }
+        Ok(next)
+    }
+
+    async fn get_with_retry(
+        &self,
+        report: &'static str,
+        url: &Url,
+    ) -> Result<(bytes::Bytes, String), GraphError> {
+        (|| self.get_once(report, url))
+            .retry(self.backoff)
+            .sleep(tokio::time::sleep)
+            .when(GraphError::is_retryable)
+            // Graph's Retry-After wins over our own backoff, but only while attempts remain.
+            .adjust(|err, backoff| {
+                backoff.map(|d| err.retry_after().map_or(d, |ra| ra.min(MAX_RETRY_AFTER)))
+            })
+            .notify(|err, delay| {
+                warn!(error = %err, retry_in = ?delay, "Graph request failed, retrying");
+            })
+            .await
+    }
+
+    async fn get_once(
+        &self,
+        report: &'static str,
+        url: &Url,
+    ) -> Result<(bytes::Bytes, String), GraphError> {
+        self.limiter.acquire().await;
+        let token = self
+            .credential
+            .get_token(&[self.scope.as_str()], None)
+            .await
+            .map_err(|err| token_error(&err))?;
+        let path = url.path().to_owned();
+        debug!(%path, "GET");
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(token.token.secret())
+            .header("Accept", "application/json")
+            // Without it, newer enum members collapse to unknownFutureValue.
+            .header("Prefer", "include-unknown-enum-members")
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(source) => {
+                self.count(report, "error");
+                return Err(GraphError::Transport {
+                    path,
+                    source: source.without_url(),
+                });
+            }
+        };
+        let status = response.status();
+        self.count(report, status.as_str());
+        let headers = response.headers().clone();
+        let request_id = header_str(&headers, "request-id").to_owned();
+        self.log_deprecation(report, &headers, &request_id);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| GraphError::Transport {
+                path: path.clone(),
+                source: source.without_url(),
+            })?;
+        if status.is_success() {
+            return Ok((body, request_id));
+        }
+
+        let detail: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        let code = detail.error.code;
+        let message = one_line(&detail.error.message);
+        let unavailable = match status {
+            StatusCode::FORBIDDEN => Some(Unavailability::Forbidden),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Some(Unavailability::Retired),
+            StatusCode::BAD_REQUEST if message.contains("Resource not found") => {
+                Some(Unavailability::Retired)
+            }
+            _ => None,
+        };
+        Err(match unavailable {
+            Some(cause) => GraphError::Unavailable {
+                cause,
+                path,
+                status: status.as_u16(),
+                code,
+                message,
+                request_id,
+            },
+            None => GraphError::Http {
+                path,
+                status: status.as_u16(),
+                code,
+                message,
+                request_id,
+                retry_after: retry_after(&headers, SystemTime::now()),
+            },
+        })
+    }
+
+    fn count(&self, report: &str, code: &str) {
+        self.requests
+            .with_label_values(&[self.tenant.as_str(), report, code])
+            .inc();
+    }
+
+    /// Graph marks retired APIs with `Deprecation`/`Sunset` headers: worth one warning per
+    /// report, then debug lines.
+    fn log_deprecation(&self, report: &'static str, headers: &HeaderMap, request_id: &str) {
+        let deprecation = header_str(headers, "deprecation");
+        let sunset = header_str(headers, "sunset");
+        if deprecation.is_empty() && sunset.is_empty() {
+            return;
+        }
+        // Log lines take tenant and report from the poll's span.
+        let first = self
+            .deprecation_logged
+            .lock()
+            .map(|mut seen| seen.insert(report))
+            .unwrap_or(false);
+        if first {
+            warn!(
+                deprecation,
+                sunset, request_id, "Graph marks this report deprecated"
+            );
+        } else {
+            debug!(
+                deprecation,
+                sunset, request_id, "Graph marks this report deprecated"
+            );
+        }
+    }
+}
+
+/// A token failure is worth retrying unless the token endpoint refused the request (4xx other
+/// than 429): a wrong secret stays wrong.
+pub fn token_error(err: &azure_core::Error) -> GraphError {
+    let mut retryable = true;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(status) = cause
+            .downcast_ref::<azure_core::Error>()
+            .and_then(azure_core::Error::http_status)
+        {
+            retryable = status.is_server_error() || u16::from(status) == 429;
+        }
+        source = cause.source();
+    }
+    GraphError::Token {
+        message: crate::error_chain(err),
+        retryable,
+    }
+}
+
+fn origin(url: &Url) -> String {
+    match url.port_or_known_default() {
+        Some(port) => format!(
+            "{}://{}:{port}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+        None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Error text for a single log line: newlines collapsed, length capped.
+fn one_line(text: &str) -> String {
+    let mut out: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = out.char_indices().nth(MAX_MESSAGE_CHARS) {
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = header_str(headers, "retry-after").trim();
+    if value.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let now = httpdate::parse_http_date("Sun, 22 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", "Sun, 22 Nov 2026 10:00:30 GMT")]),
+                now
+            ),
+            Some(Duration::from_secs(30))
+        );
+        // A date in the past means "now", not a negative wait.
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", "Sun, 22 Nov 2026 09:00:00 GMT")]),
+                now
+            ),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&headers(&[]), now), None);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        let http = |status| GraphError::Http {
+            path: String::new(),
+            status,
+            code: String::new(),
+            message: String::new(),
+            request_id: String::new(),
+            retry_after: None,
+        };
+        for status in [429, 500, 502, 503, 504] {
+            assert!(http(status).is_retryable(), "{status}");
+        }
+        for status in [400, 401, 409] {
+            assert!(!http(status).is_retryable(), "{status}");
+        }
+    }
+
+    #[test]
+    fn one_line_collapses_and_caps() {
+        assert_eq!(one_line("a\n b\t\tc"), "a b c");
+        let long = "x".repeat(1000);
+        assert_eq!(one_line(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+}

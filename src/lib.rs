@@ -1,0 +1,75 @@
+//! entra-authmethods-exporter: Microsoft Entra ID authentication-methods reports as Prometheus metrics.
+//!
+//! Data flows through the modules in this order:
+//! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
+//! → [`snapshot`] (last good result per tenant and report) → [`collector`] → [`server`].
+//! [`poller`] runs one poll loop per tenant; [`fake`] is the simulated Graph behind `--demo` and the tests.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod collector;
+pub mod config;
+pub mod fake;
+pub mod graph;
+pub mod labels;
+pub mod poller;
+pub mod reports;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;
+
+/// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
+/// never stop the process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("credential for tenant {tenant}: {source}")]
+    Credential {
+        tenant: String,
+        #[source]
+        source: auth::AuthError,
+    },
+    #[error("HTTP client: {0}")]
+    HttpClient(#[from] graph::GraphError),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("demo tenant: {0}")]
+    Demo(#[from] fake::FakeError),
+}
+
+/// An error and its causes on one line, `outer: inner: ...`, skipping causes whose text the
+/// outer message already repeats (the Azure SDK embeds its inner message).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chain_joins_causes_once_on_one_line() {
+        let io = std::io::Error::other("connection\nrefused");
+        let outer = crate::config::ConfigError::Read {
+            path: "/x".into(),
+            source: io,
+        };
+        assert_eq!(crate::error_chain(&outer), "reading /x: connection refused");
+    }
+}

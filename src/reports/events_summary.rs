@@ -1,0 +1,53 @@
+//! beta `GET /reports/authenticationMethods/userEventsSummary`: the successor of
+//! userCredentialUsageDetails, with the same rows, counted by [`super::events`].
+//!
+//! Metrics: `entra_authmethods_usage_window_events`, `entra_authmethods_usage_events_total`
+//! (`{feature,auth_method,status,failure_reason}`) and
+//! `entra_authmethods_usage_last_event_timestamp_seconds{feature}`.
+
+use super::events::{EVENT_LABELS, EventMetrics, EventsReport};
+use super::{AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec};
+use crate::snapshot::{Kind, MetricDef};
+
+pub const SPEC: ReportSpec = ReportSpec {
+    name: "userEventsSummary",
+    default_interval: EVENTS_INTERVAL,
+    permission: AUDIT_LOG_PERMISSION,
+    successor: None,
+    metrics: &[&WINDOW_EVENTS, &EVENTS_TOTAL, &LAST_EVENT],
+    build,
+};
+
+/// `$top` is 1000 at most, which is also the default.
+const PATH: &str = "/beta/reports/authenticationMethods/userEventsSummary?$top=1000";
+
+pub static WINDOW_EVENTS: MetricDef = MetricDef {
+    name: "entra_authmethods_usage_window_events",
+    help: "SSPR registration and reset events currently in the userEventsSummary report, as of the last poll. failure_reason is empty on success.",
+    kind: Kind::Gauge,
+    labels: EVENT_LABELS,
+};
+
+pub static EVENTS_TOTAL: MetricDef = MetricDef {
+    name: "entra_authmethods_usage_events_total",
+    help: "SSPR registration and reset events first seen in the userEventsSummary report since the exporter started (zero after the first poll), as of the last poll.",
+    kind: Kind::Counter,
+    labels: EVENT_LABELS,
+};
+
+pub static LAST_EVENT: MetricDef = MetricDef {
+    name: "entra_authmethods_usage_last_event_timestamp_seconds",
+    help: "Time of the newest event per feature in the userEventsSummary report, as of the last poll.",
+    kind: Kind::Gauge,
+    labels: &["feature"],
+};
+
+static METRICS: EventMetrics = EventMetrics {
+    window: &WINDOW_EVENTS,
+    total: &EVENTS_TOTAL,
+    last_event: &LAST_EVENT,
+};
+
+fn build(context: &BuildContext) -> Box<dyn Report> {
+    Box::new(EventsReport::new(&METRICS, SPEC.name, PATH, context))
+}

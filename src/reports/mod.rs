@@ -1,0 +1,143 @@
+//! The reports. Each file is one Graph report: what it fetches, how its rows parse, and which
+//! metrics it makes. Adding a report means adding its file and one line to [`ALL`].
+
+mod activity;
+mod daily;
+mod de;
+mod events;
+mod registered_by;
+
+pub mod events_summary;
+pub mod mfa_signins;
+pub mod password_events;
+pub mod registered_by_feature;
+pub mod registered_by_method;
+pub mod registration_activity;
+pub mod registration_count;
+pub mod registration_details;
+pub mod signins_by_method;
+pub mod usage_details;
+pub mod usage_summary;
+pub mod user_registration_details;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::graph::{GraphClient, GraphError};
+use crate::snapshot::{MetricDef, Snapshot};
+
+/// Every report, in the order they are polled at start.
+pub const ALL: &[&ReportSpec] = &[
+    // Legacy beta reports, deprecated by Microsoft (README: "Legacy and successor").
+    &registration_count::SPEC,
+    &usage_summary::SPEC,
+    &registration_details::SPEC,
+    &usage_details::SPEC,
+    // Their successors.
+    &registered_by_feature::SPEC,
+    &registered_by_method::SPEC,
+    &registration_activity::SPEC,
+    &signins_by_method::SPEC,
+    &mfa_signins::SPEC,
+    &password_events::SPEC,
+    &events_summary::SPEC,
+    &user_registration_details::SPEC,
+];
+
+/// Summaries are cheap (one request each) and Graph refreshes them every few hours.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Per-user scans cost a request per page; the data behind them is hours old anyway.
+pub const DETAILS_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Usage events feed the failure-spike alerts, so they are read more often than user scans.
+pub const EVENTS_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// Daily summaries change once a day; hourly polls catch a new day soon enough.
+pub const DAILY_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// How often a report the tenant does not offer (or forbids) is tried again.
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60 * 60);
+
+/// What a report is, independent of any tenant.
+pub struct ReportSpec {
+    /// Graph's name for the report; the `report` label and the config key.
+    pub name: &'static str,
+    pub default_interval: Duration,
+    /// Permissions and licence the report needs, quoted when Graph answers 403.
+    pub permission: &'static str,
+    /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone.
+    pub successor: Option<&'static str>,
+    pub metrics: &'static [&'static MetricDef],
+    /// Builds the report's per-tenant state.
+    pub build: fn(&BuildContext) -> Box<dyn Report>,
+}
+
+/// What a tenant's reports are built with: settings from the configuration and the state the
+/// tenant's reports share.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub failure_reason_limit: usize,
+    pub shared: Arc<TenantShared>,
+}
+
+impl BuildContext {
+    pub fn new(failure_reason_limit: usize) -> Self {
+        Self {
+            failure_reason_limit,
+            shared: Arc::default(),
+        }
+    }
+}
+
+/// Results one report of a tenant publishes for others: the userRegistrationDetails totals
+/// that usersRegisteredByFeature/-Method fall back on when Graph refuses them app-only.
+#[derive(Debug, Default)]
+pub struct TenantShared {
+    registration_totals: Mutex<Option<Arc<user_registration_details::RegistrationTotals>>>,
+}
+
+impl TenantShared {
+    pub fn publish_registration_totals(
+        &self,
+        totals: user_registration_details::RegistrationTotals,
+    ) {
+        if let Ok(mut slot) = self.registration_totals.lock() {
+            *slot = Some(Arc::new(totals));
+        }
+    }
+
+    pub fn registration_totals(
+        &self,
+    ) -> Option<Arc<user_registration_details::RegistrationTotals>> {
+        self.registration_totals
+            .lock()
+            .ok()
+            .and_then(|slot| slot.clone())
+    }
+}
+
+/// One report of one tenant. `poll` reads the report completely and returns its metrics; state
+/// it keeps between polls (such as counters) only changes when a poll completes.
+#[async_trait]
+pub trait Report: Send {
+    async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError>;
+}
+
+pub fn spec(name: &str) -> Option<&'static ReportSpec> {
+    ALL.iter().copied().find(|spec| spec.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|spec| spec.name).collect()
+}
+
+/// userRegistrationDetails and userEventsSummary, app-only.
+const AUDIT_LOG_PERMISSION: &str =
+    "application permission AuditLog.Read.All (admin consent), and an Entra ID P1 or P2 licence";
+
+/// Microsoft documents these summaries as delegated-only; the exporter tries them app-only and
+/// falls back or reports 403 clearly.
+const DELEGATED_SUMMARY_PERMISSION: &str = "application permission AuditLog.Read.All (admin consent) and an Entra ID P1 or P2 licence; Microsoft documents this API as delegated-only, so app-only calls may stay forbidden";
+
+/// The legacy beta reports need Reports.Read.All; app-only calls also need Directory.Read.All
+/// for Graph's licence check (microsoft-graph-docs #12911).
+const LEGACY_PERMISSION: &str = "application permission Reports.Read.All plus Directory.Read.All (admin consent), and an Entra ID P1 or P2 licence";

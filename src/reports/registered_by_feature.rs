@@ -1,0 +1,137 @@
+//! v1.0 `GET /reports/authenticationMethods/usersRegisteredByFeature()`: users registered or
+//! capable per feature (ssprRegistered, mfaCapable, passwordlessCapable, ...); the successor of
+//! getCredentialUserRegistrationCount. Falls back on userRegistrationDetails when refused
+//! app-only (see [`super::registered_by`]).
+//!
+//! Metric: `entra_authmethods_registered_by_feature_users{feature,source}`.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::registered_by::{self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY};
+use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
+use crate::graph::{GraphClient, GraphError};
+use crate::snapshot::{Kind, MetricDef, Snapshot};
+
+pub const SPEC: ReportSpec = ReportSpec {
+    name: "usersRegisteredByFeature",
+    default_interval: SUMMARY_INTERVAL,
+    permission: DELEGATED_SUMMARY_PERMISSION,
+    successor: None,
+    metrics: &[&FEATURE_USERS],
+    build,
+};
+
+const PATH: &str = "/v1.0/reports/authenticationMethods/usersRegisteredByFeature(includedUserTypes='all',includedUserRoles='all')";
+
+pub static FEATURE_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_registered_by_feature_users",
+    help: "Users per authentication-method feature (ssprRegistered, ssprEnabled, ssprCapable, passwordlessCapable, mfaCapable) as of the last poll; source is summary (usersRegisteredByFeature) or details (userRegistrationDetails, when the summary is refused).",
+    kind: Kind::Gauge,
+    labels: &["feature", "source"],
+};
+
+/// userRegistrationFeatureSummary: a single object, not a collection.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    #[serde(default)]
+    pub user_registration_feature_counts: Vec<FeatureCount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureCount {
+    #[serde(default = "de::unknown", deserialize_with = "de::label")]
+    pub feature: String,
+    #[serde(deserialize_with = "de::count")]
+    pub user_count: u64,
+}
+
+fn build(context: &BuildContext) -> Box<dyn Report> {
+    Box::new(RegisteredByFeature(Fallback::new(context)))
+}
+
+struct RegisteredByFeature(Fallback);
+
+#[async_trait]
+impl Report for RegisteredByFeature {
+    async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError> {
+        Ok(snapshot(self.0.poll(graph, SPEC.name, PATH).await?))
+    }
+}
+
+fn snapshot(figures: Figures<Summary>) -> Snapshot {
+    match figures {
+        Figures::Summary(summary) => registered_by::snapshot(
+            &FEATURE_USERS,
+            SOURCE_SUMMARY,
+            summary
+                .user_registration_feature_counts
+                .iter()
+                .map(|c| (c.feature.as_str(), c.user_count)),
+        ),
+        Figures::Details(totals) => registered_by::snapshot(
+            &FEATURE_USERS,
+            SOURCE_DETAILS,
+            totals.by_feature.iter().map(|(f, users)| (*f, *users)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::user_registration_details::RegistrationTotals;
+    use std::sync::Arc;
+
+    #[test]
+    fn docs_example_and_string_counts() {
+        let summary: Summary = serde_json::from_str(
+            r##"{"@odata.type":"#microsoft.graph.userRegistrationFeatureSummary","totalUserCount":23123,"userTypes":"all","userRoles":"all",
+             "userRegistrationFeatureCounts":[{"feature":"ssprRegistered","userCount":23423},{"feature":"ssprEnabled","userCount":"4234"},
+             {"feature":"ssprCapable","userCount":4234},{"feature":"passwordlessCapable","userCount":323},{"feature":"mfaCapable","userCount":3345},
+             {"feature":"passkeyCapable","userCount":7}]}"##,
+        )
+        .unwrap();
+        let s = snapshot(Figures::Summary(summary));
+        assert_eq!(
+            s.value(&FEATURE_USERS, &["ssprRegistered", "summary"]),
+            Some(23423.0)
+        );
+        assert_eq!(
+            s.value(&FEATURE_USERS, &["ssprEnabled", "summary"]),
+            Some(4234.0)
+        );
+        assert_eq!(
+            s.value(&FEATURE_USERS, &["passkeyCapable", "summary"]),
+            Some(7.0)
+        );
+        assert_eq!(s.rows, 6);
+    }
+
+    #[test]
+    fn details_fallback_has_the_same_shape() {
+        let mut totals = RegistrationTotals::default();
+        totals.by_feature.insert("mfaCapable", 12);
+        let s = snapshot(Figures::Details(Arc::new(totals)));
+        assert_eq!(
+            s.value(&FEATURE_USERS, &["mfaCapable", "details"]),
+            Some(12.0)
+        );
+    }
+
+    #[test]
+    fn a_collection_instead_of_an_object_is_an_error() {
+        assert!(
+            serde_json::from_str::<Summary>(r#"{"userRegistrationFeatureCounts":{"feature":"x"}}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<Summary>(
+                r#"{"userRegistrationFeatureCounts":[{"feature":"x","userCount":-1}]}"#
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! beta `GET /reports/userCredentialUsageDetails` (legacy): one row per SSPR registration or
+//! reset event in the report window, counted by [`super::events`].
+//!
+//! Metrics: `entra_credential_usage_window_events`, `entra_credential_usage_events_total`
+//! (`{feature,auth_method,status,failure_reason}`) and
+//! `entra_credential_usage_last_event_timestamp_seconds{feature}`.
+
+use super::events::{EVENT_LABELS, EventMetrics, EventsReport};
+use super::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
+use crate::snapshot::{Kind, MetricDef};
+
+pub const SPEC: ReportSpec = ReportSpec {
+    name: "userCredentialUsageDetails",
+    default_interval: EVENTS_INTERVAL,
+    permission: LEGACY_PERMISSION,
+    successor: Some("userEventsSummary"),
+    metrics: &[&WINDOW_EVENTS, &EVENTS_TOTAL, &LAST_EVENT],
+    build,
+};
+
+const PATH: &str = "/beta/reports/userCredentialUsageDetails";
+
+pub static WINDOW_EVENTS: MetricDef = MetricDef {
+    name: "entra_credential_usage_window_events",
+    help: "SSPR registration and reset events currently in the credential usage details report, as of the last poll. failure_reason is empty on success.",
+    kind: Kind::Gauge,
+    labels: EVENT_LABELS,
+};
+
+pub static EVENTS_TOTAL: MetricDef = MetricDef {
+    name: "entra_credential_usage_events_total",
+    help: "SSPR registration and reset events first seen in the credential usage details report since the exporter started (zero after the first poll), as of the last poll.",
+    kind: Kind::Counter,
+    labels: EVENT_LABELS,
+};
+
+pub static LAST_EVENT: MetricDef = MetricDef {
+    name: "entra_credential_usage_last_event_timestamp_seconds",
+    help: "Time of the newest event per feature in the credential usage details report, as of the last poll.",
+    kind: Kind::Gauge,
+    labels: &["feature"],
+};
+
+static METRICS: EventMetrics = EventMetrics {
+    window: &WINDOW_EVENTS,
+    total: &EVENTS_TOTAL,
+    last_event: &LAST_EVENT,
+};
+
+fn build(context: &BuildContext) -> Box<dyn Report> {
+    Box::new(EventsReport::new(&METRICS, SPEC.name, PATH, context))
+}

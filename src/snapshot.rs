@@ -1,0 +1,281 @@
+//! The last good result of every report of every tenant, and its poll state. A poll replaces
+//! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::config::ReportSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// A metric family a report produces. `labels` excludes `tenant`, which every family has first.
+#[derive(Debug)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+}
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub metric: &'static MetricDef,
+    /// Values for `metric.labels`, in order.
+    pub labels: Vec<String>,
+    pub value: f64,
+}
+
+/// The metrics one poll of one report produced.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub samples: Vec<Sample>,
+    /// Rows Graph returned for this poll, for `entra_exporter_report_rows`.
+    pub rows: u64,
+}
+
+impl Snapshot {
+    pub fn push(&mut self, metric: &'static MetricDef, labels: Vec<String>, value: f64) {
+        debug_assert_eq!(metric.labels.len(), labels.len(), "{}", metric.name);
+        self.samples.push(Sample {
+            metric,
+            labels,
+            value,
+        });
+    }
+
+    /// The value of the sample with exactly these label values, for tests and tools.
+    pub fn value(&self, metric: &MetricDef, labels: &[&str]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|s| std::ptr::eq(s.metric, metric) && s.labels.iter().eq(labels.iter()))
+            .map(|s| s.value)
+    }
+}
+
+/// How the last poll of a report went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No poll has finished yet.
+    Pending,
+    Ok,
+    /// The last poll failed; it is retried at the normal interval.
+    Failing,
+    /// Graph does not offer the report to this tenant (retired, or 403); retried slowly.
+    Unavailable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Ok => "ok",
+            Status::Failing => "failing",
+            Status::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportState {
+    pub settings: ReportSettings,
+    pub status: Status,
+    pub snapshot: Arc<Snapshot>,
+    pub last_success: Option<SystemTime>,
+    pub last_duration: Option<Duration>,
+    /// Error of the last failed poll, already free of secrets and per-user values.
+    pub last_error: Option<String>,
+}
+
+impl ReportState {
+    /// The snapshot, unless it is older than the report's max age.
+    pub fn fresh_snapshot(&self, now: SystemTime) -> Option<&Snapshot> {
+        let success = self.last_success?;
+        let age = now.duration_since(success).unwrap_or(Duration::ZERO);
+        (age <= self.settings.max_age).then_some(&*self.snapshot)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub tenant: String,
+    pub report: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    reports: RwLock<BTreeMap<Key, ReportState>>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&self, tenant: &str, report: &'static str, settings: ReportSettings) {
+        let state = ReportState {
+            settings,
+            status: Status::Pending,
+            snapshot: Arc::default(),
+            last_success: None,
+            last_duration: None,
+            last_error: None,
+        };
+        self.write(|reports| {
+            reports.insert(key(tenant, report), state);
+        });
+    }
+
+    /// Replaces the report's snapshot; returns the status it had before.
+    pub fn record_success(
+        &self,
+        tenant: &str,
+        report: &'static str,
+        snapshot: Snapshot,
+        duration: Duration,
+    ) -> Status {
+        self.update(tenant, report, |state| {
+            state.status = Status::Ok;
+            state.snapshot = Arc::new(snapshot);
+            state.last_success = Some(SystemTime::now());
+            state.last_duration = Some(duration);
+            state.last_error = None;
+        })
+    }
+
+    /// Marks the poll failed and keeps the previous snapshot (until its max age); returns the
+    /// status it had before.
+    pub fn record_failure(
+        &self,
+        tenant: &str,
+        report: &'static str,
+        status: Status,
+        error: String,
+        duration: Duration,
+    ) -> Status {
+        self.update(tenant, report, |state| {
+            state.status = status;
+            state.last_duration = Some(duration);
+            state.last_error = Some(error);
+        })
+    }
+
+    /// True once every enabled report has finished its first poll, successful or not.
+    pub fn ready(&self) -> bool {
+        self.read(|reports| {
+            reports
+                .values()
+                .filter(|state| state.settings.enabled)
+                .all(|state| state.status != Status::Pending)
+        })
+    }
+
+    /// A consistent copy of every report's state. Snapshots are shared, not copied.
+    pub fn states(&self) -> Vec<(Key, ReportState)> {
+        self.read(|reports| {
+            reports
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    fn update(
+        &self,
+        tenant: &str,
+        report: &'static str,
+        f: impl FnOnce(&mut ReportState),
+    ) -> Status {
+        self.write(|reports| match reports.get_mut(&key(tenant, report)) {
+            Some(state) => {
+                let before = state.status;
+                f(state);
+                before
+            }
+            None => Status::Pending,
+        })
+    }
+
+    // A poisoned lock only means another thread panicked mid-update; the map itself is still
+    // whole (every update is a single assignment), so keep serving it.
+    fn read<T>(&self, f: impl FnOnce(&BTreeMap<Key, ReportState>) -> T) -> T {
+        match self.reports.read() {
+            Ok(guard) => f(&guard),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, ReportState>) -> T) -> T {
+        match self.reports.write() {
+            Ok(mut guard) => f(&mut guard),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+fn key(tenant: &str, report: &'static str) -> Key {
+    Key {
+        tenant: tenant.to_owned(),
+        report,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static M: MetricDef = MetricDef {
+        name: "m",
+        help: "h",
+        kind: Kind::Gauge,
+        labels: &["a"],
+    };
+
+    fn settings(enabled: bool, max_age: Duration) -> ReportSettings {
+        ReportSettings {
+            enabled,
+            interval: Duration::from_secs(1),
+            max_age,
+        }
+    }
+
+    #[test]
+    fn ready_after_every_enabled_report_polled_once_even_if_failed() {
+        let store = Store::new();
+        store.register("t", "a", settings(true, Duration::from_secs(60)));
+        store.register("t", "b", settings(true, Duration::from_secs(60)));
+        store.register("t", "off", settings(false, Duration::from_secs(60)));
+        assert!(!store.ready());
+        store.record_success("t", "a", Snapshot::default(), Duration::ZERO);
+        assert!(!store.ready());
+        store.record_failure("t", "b", Status::Failing, "boom".into(), Duration::ZERO);
+        assert!(store.ready());
+    }
+
+    #[test]
+    fn failure_keeps_the_previous_snapshot_until_max_age() {
+        let store = Store::new();
+        store.register("t", "a", settings(true, Duration::from_secs(60)));
+        let mut snapshot = Snapshot::default();
+        snapshot.push(&M, vec!["x".into()], 3.0);
+        store.record_success("t", "a", snapshot, Duration::ZERO);
+        let before = store.record_failure("t", "a", Status::Failing, "boom".into(), Duration::ZERO);
+        assert_eq!(before, Status::Ok);
+        let (_, state) = store.states().remove(0);
+        assert_eq!(state.status, Status::Failing);
+        let now = SystemTime::now();
+        assert_eq!(
+            state.fresh_snapshot(now).and_then(|s| s.value(&M, &["x"])),
+            Some(3.0)
+        );
+        assert!(
+            state
+                .fresh_snapshot(now + Duration::from_secs(61))
+                .is_none()
+        );
+    }
+}

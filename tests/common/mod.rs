@@ -1,0 +1,279 @@
+//! Test harness: the fake Graph in this process, the real exporter binary as a child process
+//! pointed at it through `--graph.endpoint`, `--azure.authority-host` and `--graph.ca-file`, and
+//! the azure_identity client-secret credential from the standard environment variables.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_entra-authmethods-exporter");
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct Exporter {
+    child: Child,
+    pub url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    _files: Vec<tempfile::NamedTempFile>,
+}
+
+/// Flags and environment that point the exporter at `fake`. Tests add their own flags.
+pub fn command_for(fake: &FakeGraph, ca_file: &tempfile::NamedTempFile) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AZURE_TENANT_ID", fake.tenant_id())
+        .env("AZURE_CLIENT_ID", fake.client_id())
+        .env("AZURE_CLIENT_SECRET", fake.client_secret())
+        .args([
+            "--web.listen-address=127.0.0.1:0",
+            "--log.format=json",
+            "--log.level=debug",
+            "--graph.requests-per-10s=1000",
+            "--graph.timeout=5s",
+        ])
+        .arg(format!("--graph.endpoint={}", fake.base_url()))
+        .arg(format!("--azure.authority-host={}", fake.base_url()))
+        .arg(format!("--graph.ca-file={}", ca_file.path().display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+pub fn ca_file(fake: &FakeGraph) -> tempfile::NamedTempFile {
+    temp_file(fake.ca_pem())
+}
+
+pub fn temp_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write temp file");
+    file
+}
+
+pub async fn fake(options: FakeGraphOptions) -> FakeGraph {
+    FakeGraph::start(options).await.expect("fake Graph starts")
+}
+
+/// Options for a quiet, deterministic tenant: no events appear and no registrations change on
+/// their own.
+pub fn quiet() -> FakeGraphOptions {
+    FakeGraphOptions {
+        events_per_minute: 0.0,
+        registration_drift_per_hour: 0.0,
+        ..FakeGraphOptions::default()
+    }
+}
+
+impl Exporter {
+    /// Starts the exporter against `fake` with `args` added, and waits until it listens.
+    pub async fn start(fake: &FakeGraph, args: &[&str]) -> Exporter {
+        let ca = ca_file(fake);
+        let mut command = command_for(fake, &ca);
+        command.args(args);
+        Self::spawn(command, vec![ca]).await
+    }
+
+    pub async fn spawn(mut command: Command, files: Vec<tempfile::NamedTempFile>) -> Exporter {
+        let mut child = command.spawn().expect("exporter starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let started = Instant::now();
+        let url = loop {
+            let address = logs.lock().unwrap().iter().find_map(|line| {
+                let json: serde_json::Value = serde_json::from_str(line).ok()?;
+                (json["message"] == "listening")
+                    .then(|| json["address"].as_str().map(str::to_owned))?
+            });
+            if let Some(address) = address {
+                break format!("http://{address}");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "exporter exited with {status} before listening:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+            assert!(started.elapsed() < WAIT, "exporter did not start listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Exporter {
+            child,
+            url,
+            logs,
+            _files: files,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("exporter answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    pub async fn wait_ready(&self) {
+        let started = Instant::now();
+        while self.get("/readyz").await.0 != 200 {
+            assert!(started.elapsed() < WAIT, "not ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scrapes until `check` accepts the output; returns that output.
+    pub async fn wait_for_metrics(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.metrics().await;
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "timed out waiting for {what}; last scrape:\n{text}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_for_log(&self, needle: &str) {
+        let started = Instant::now();
+        while !self.logs().contains(needle) {
+            assert!(
+                started.elapsed() < WAIT,
+                "no log line with {needle:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(started.elapsed() < WAIT, "exporter ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The env-configured tenant is labelled with its tenant id (the fake's default).
+pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+
+pub const LEGACY_REPORTS: &[&str] = &[
+    "credentialUserRegistrationCount",
+    "credentialUsageSummary",
+    "credentialUserRegistrationDetails",
+    "userCredentialUsageDetails",
+];
+
+pub const SUCCESSOR_REPORTS: &[&str] = &[
+    "usersRegisteredByFeature",
+    "usersRegisteredByMethod",
+    "userRegistrationActivity",
+    "userSignInsByAuthMethodSummary",
+    "userMfaSignInSummary",
+    "userPasswordResetsAndChangesSummary",
+    "userEventsSummary",
+    "userRegistrationDetails",
+];
+
+/// `entra_exporter_report_up` of a report of [`TENANT`].
+pub fn up(report: &str) -> String {
+    format!(r#"entra_exporter_report_up{{tenant="{TENANT}",report="{report}"}}"#)
+}
+
+/// The value of the first sample whose line starts with `series` (name and labels as printed).
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The sum of every sample of a metric family.
+pub fn sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs `promtool check metrics` on the text. promtool comes from the Debian package
+/// `prometheus`; `.ci/run` installs it. Outside CI a missing promtool is reported, not fatal.
+pub fn promtool_check_metrics(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "SKIPPED promtool check: promtool not found ({err}); install the Debian package prometheus"
+            );
+            return;
+        }
+        Err(err) => panic!("promtool is required in CI: {err}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,90 @@
+//! Start-up mistakes end the process with one clear line and a non-zero exit.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{BIN, ca_file, command_for, fake, quiet, temp_file};
+
+fn run(mut command: Command) -> (Output, String) {
+    let output = command.output().expect("exporter runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("level=error"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_client_secret_is_a_one_line_error() {
+    let fake = fake(quiet()).await;
+    let ca = ca_file(&fake);
+    let mut command = command_for(&fake, &ca);
+    command.env("AZURE_CLIENT_SECRET", "wrong-secret-value");
+    let (output, stderr) = run(command);
+    assert!(!output.status.success());
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("AADSTS7000215"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-secret-value"),
+        "secret in the error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_certificate_is_refused() {
+    let fake = fake(quiet()).await;
+    // --graph.ca-file names a CA that did not sign the fake's certificate.
+    let other = common::fake(quiet()).await;
+    let (output, stderr) = run(command_for(&fake, &ca_file(&other)));
+    assert!(!output.status.success(), "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].to_lowercase().contains("certificate"), "{stderr}");
+    assert_eq!(fake.tokens_issued(), 0);
+}
+
+#[test]
+fn no_tenant_configured_points_at_the_fix() {
+    let (output, stderr) = run({
+        let mut c = Command::new(BIN);
+        c.env_clear().arg("--web.listen-address=127.0.0.1:0");
+        c
+    });
+    assert!(!output.status.success());
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("AZURE_TENANT_ID") && errors[0].contains("--demo"));
+}
+
+#[test]
+fn bad_config_file_is_a_one_line_error() {
+    let config = temp_file(
+        "tenants:\n  - tenant_id: t\n    client_id: c\n    client_secret: s\n    colour: blue\n",
+    );
+    let (output, stderr) = run({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .arg(format!("--config.file={}", config.path().display()));
+        c
+    });
+    assert!(!output.status.success());
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("colour"), "{stderr}");
+}
+
+#[test]
+fn bad_flag_value_is_rejected() {
+    let output = Command::new(BIN)
+        .args(["--demo", "--azure.cloud=mars"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mars"));
+}
