@@ -1,16 +1,17 @@
 //! Wiring: configuration → credentials → Graph clients → poll loops and the HTTP server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, DemoScenario};
 use crate::collector::Metrics;
 use crate::config::{Config, CredentialConfig, TenantConfig};
-use crate::fake::{FakeGraph, FakeGraphOptions};
+use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, GraphClient};
 use crate::server::{self, AppState, TenantInfo};
 use crate::snapshot::Store;
@@ -26,7 +27,7 @@ pub async fn run(
     // The demo tenant is a real HTTPS server on loopback, reached through the same code path
     // as Microsoft's; it lives as long as this function.
     let demo = match cli.demo {
-        true => Some(FakeGraph::start(FakeGraphOptions::default()).await?),
+        true => Some(FakeGraph::start(demo_options(cli.demo_scenario)).await?),
         false => None,
     };
     let mut config = Config::load(&cli, env)?;
@@ -112,6 +113,20 @@ const DEFAULT_REQUESTS_PER_10S: u32 = 5;
 /// The demo's budget when none is given.
 const DEMO_REQUESTS_PER_10S: u32 = 50;
 
+/// The demo's poll interval when `--poll.interval` is not given: short enough that dashboards
+/// move within minutes of `docker compose up`.
+const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+fn demo_options(scenario: DemoScenario) -> FakeGraphOptions {
+    FakeGraphOptions {
+        scenario: match scenario {
+            DemoScenario::Steady => Scenario::Steady,
+            DemoScenario::Spike => Scenario::Spike,
+        },
+        ..FakeGraphOptions::default()
+    }
+}
+
 /// Points the configuration at the in-process fake: its URL for Graph and the authority, its
 /// CA as the extra trusted root, and its app registration as the one tenant.
 fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
@@ -137,7 +152,7 @@ fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
             secret: fake.client_secret().to_owned().into(),
         },
         reports: config.reports.clone(),
-        poll_interval: config.poll_interval,
+        poll_interval: config.poll_interval.or(Some(DEMO_POLL_INTERVAL)),
     }];
     Ok(())
 }
@@ -147,7 +162,6 @@ mod tests {
     use super::*;
     use clap::Parser;
     use std::io::Write;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn the_demo_tenant_keeps_the_global_report_settings_and_poll_interval() {
@@ -179,5 +193,26 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(config.graph.requests_per_10s, DEMO_REQUESTS_PER_10S);
+    }
+
+    #[tokio::test]
+    async fn the_demo_polls_every_30s_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
+        let mut config = Config::load(&cli, &|_| None).unwrap();
+        let fake = FakeGraph::start(FakeGraphOptions::default()).await.unwrap();
+        use_demo_tenant(&mut config, &fake).unwrap();
+        for report in crate::reports::names() {
+            let settings = config.tenants[0].report_settings(report, Duration::from_secs(3600));
+            assert_eq!(settings.interval, DEMO_POLL_INTERVAL, "{report}");
+        }
+    }
+
+    #[test]
+    fn the_scenario_flag_needs_the_demo_and_picks_the_fake_scenario() {
+        assert!(Cli::try_parse_from(["x", "--demo.scenario=spike"]).is_err());
+        let cli = Cli::try_parse_from(["x", "--demo", "--demo.scenario=spike"]).unwrap();
+        assert_eq!(demo_options(cli.demo_scenario).scenario, Scenario::Spike);
+        let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
+        assert_eq!(demo_options(cli.demo_scenario).scenario, Scenario::Steady);
     }
 }

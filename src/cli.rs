@@ -90,6 +90,20 @@ pub struct Cli {
     /// Azure account needed.
     #[arg(long = "demo")]
     pub demo: bool,
+
+    /// What the demo tenant's sign-in events do: `steady`, or `spike` (SSPR reset failures jump
+    /// to about 20 times their usual rate from about 60 s after start, for about 10 minutes).
+    #[arg(long = "demo.scenario", value_enum, default_value_t = DemoScenario::Steady, requires = "demo")]
+    pub demo_scenario: DemoScenario,
+}
+
+/// A storyline for the demo tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoScenario {
+    /// A steady stream of SSPR and registration events, 20% of them failures.
+    Steady,
+    /// Steady, plus an SMS incident that makes the SSPR reset failure spike alert fire.
+    Spike,
 }
 
 /// A Microsoft national cloud.

@@ -41,11 +41,19 @@ pub static REPORT_ROWS: MetricDef = MetricDef {
     labels: &["report"],
 };
 
-const SELF_METRICS: [&MetricDef; 4] = [
+pub static REPORT_INTERVAL: MetricDef = MetricDef {
+    name: "entra_exporter_report_interval_seconds",
+    help: "Configured poll interval of the report; alerts use it to tell stale data.",
+    kind: Kind::Gauge,
+    labels: &["report"],
+};
+
+const SELF_METRICS: [&MetricDef; 5] = [
     &REPORT_UP,
     &REPORT_LAST_SUCCESS,
     &REPORT_DURATION,
     &REPORT_ROWS,
+    &REPORT_INTERVAL,
 ];
 
 /// The registry served on the telemetry path, and the request counter the Graph clients share.
@@ -141,11 +149,20 @@ impl Collector for SnapshotCollector {
             family.mut_metric().push(metric(def, tenant, labels, value));
         };
         for (key, state) in self.store.states() {
+            let tenant = key.tenant.as_str();
+            let report = [key.report];
+            if !state.settings.enabled {
+                continue;
+            }
+            add(
+                &REPORT_INTERVAL,
+                tenant,
+                &report,
+                state.settings.interval.as_secs_f64(),
+            );
             if state.status == crate::snapshot::Status::Pending {
                 continue;
             }
-            let tenant = key.tenant.as_str();
-            let report = [key.report];
             add(
                 &REPORT_UP,
                 tenant,
@@ -269,8 +286,14 @@ mod tests {
             r#"entra_exporter_report_up{tenant="contoso",report="userCredentialUsageDetails"} 1"#
         ));
         assert!(text.contains(r#"entra_exporter_report_duration_seconds{tenant="contoso",report="userCredentialUsageDetails"} 1.5"#));
-        // fabrikam has not finished a poll: no state to show yet.
-        assert!(!text.contains("fabrikam"));
+        // fabrikam has not finished a poll: only its configured interval is known.
+        let fabrikam: Vec<&str> = text.lines().filter(|l| l.contains("fabrikam")).collect();
+        assert_eq!(
+            fabrikam,
+            [
+                r#"entra_exporter_report_interval_seconds{tenant="fabrikam",report="userCredentialUsageDetails"} 60"#
+            ]
+        );
         assert!(text.contains("entra_exporter_build_info{"));
 
         store.record_failure(

@@ -3,6 +3,8 @@
 //! the azure_identity client-secret credential from the standard environment variables.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod dashboards;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -244,25 +246,35 @@ pub fn sum(text: &str, metric: &str) -> f64 {
         .sum()
 }
 
-/// Runs `promtool check metrics` on the text. promtool comes from the Debian package
-/// `prometheus`; `.ci/run` installs it. Outside CI a missing promtool is reported, not fatal.
+/// A command for an external tool the tests need (promtool, prometheus, ...). `.ci/run`
+/// installs them; outside CI a missing tool skips the check with a message instead of failing.
+pub fn tool(program: &str, install_hint: &str) -> Option<Command> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    match (found, std::env::var_os("CI").is_some()) {
+        (true, _) => Some(Command::new(program)),
+        (false, false) => {
+            eprintln!("SKIPPED: {program} not found; {install_hint}");
+            None
+        }
+        (false, true) => panic!("{program} is required in CI; {install_hint}"),
+    }
+}
+
+pub const PROMETHEUS_PACKAGE: &str = "install the Debian package prometheus";
+
+/// Runs `promtool check metrics` on the text.
 pub fn promtool_check_metrics(text: &str) {
-    let child = Command::new("promtool")
+    let Some(mut promtool) = tool("promtool", PROMETHEUS_PACKAGE) else {
+        return;
+    };
+    let mut child = promtool
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(err) if std::env::var_os("CI").is_none() => {
-            eprintln!(
-                "SKIPPED promtool check: promtool not found ({err}); install the Debian package prometheus"
-            );
-            return;
-        }
-        Err(err) => panic!("promtool is required in CI: {err}"),
-    };
+        .spawn()
+        .expect("promtool starts");
     child
         .stdin
         .take()
@@ -276,4 +288,11 @@ pub fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A YAML file of the repository as a JSON value, for structural checks.
+pub fn repo_yaml(path: &str) -> serde_json::Value {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
