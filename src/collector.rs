@@ -48,12 +48,20 @@ pub static REPORT_INTERVAL: MetricDef = MetricDef {
     labels: &["report"],
 };
 
-const SELF_METRICS: [&MetricDef; 5] = [
+pub static REPORT_UNAVAILABLE: MetricDef = MetricDef {
+    name: "entra_exporter_report_unavailable",
+    help: "1 while Graph refuses the report (403) or has retired it for this tenant (400/404/410), as of the last poll; such reports are asked again hourly.",
+    kind: Kind::Gauge,
+    labels: &["report"],
+};
+
+const SELF_METRICS: [&MetricDef; 6] = [
     &REPORT_UP,
     &REPORT_LAST_SUCCESS,
     &REPORT_DURATION,
     &REPORT_ROWS,
     &REPORT_INTERVAL,
+    &REPORT_UNAVAILABLE,
 ];
 
 /// The registry served on the telemetry path, and the request counter the Graph clients share.
@@ -168,6 +176,14 @@ impl Collector for SnapshotCollector {
                 tenant,
                 &report,
                 f64::from(u8::from(state.status == crate::snapshot::Status::Ok)),
+            );
+            add(
+                &REPORT_UNAVAILABLE,
+                tenant,
+                &report,
+                f64::from(u8::from(
+                    state.status == crate::snapshot::Status::Unavailable,
+                )),
             );
             if let Some(success) = state.last_success {
                 add(&REPORT_LAST_SUCCESS, tenant, &report, unix_seconds(success));
@@ -306,6 +322,20 @@ mod tests {
         let text = render(&metrics);
         assert!(text.contains(
             r#"entra_exporter_report_up{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
+        ));
+        assert!(text.contains(
+            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
+        ));
+        store.record_failure(
+            "fabrikam",
+            "userCredentialUsageDetails",
+            Status::Unavailable,
+            "retired".into(),
+            Duration::ZERO,
+        );
+        let text = render(&metrics);
+        assert!(text.contains(
+            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails"} 1"#
         ));
         assert!(
             !text.contains(

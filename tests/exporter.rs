@@ -251,7 +251,14 @@ async fn a_retired_or_forbidden_report_is_logged_once_and_blocks_nothing() {
         "userCredentialUsageDetails",
     ] {
         assert_eq!(value(&text, &up(report)), Some(0.0), "{report}");
+        let unavailable =
+            format!(r#"entra_exporter_report_unavailable{{tenant="{TENANT}",report="{report}"}}"#);
+        assert_eq!(value(&text, &unavailable), Some(1.0), "{report}");
     }
+    let available = format!(
+        r#"entra_exporter_report_unavailable{{tenant="{TENANT}",report="credentialUserRegistrationCount"}}"#
+    );
+    assert_eq!(value(&text, &available), Some(0.0));
     assert!(!text.contains("entra_credential_details_users{"));
     assert!(fake.requests("getCredentialUserRegistrationCount") >= 3);
     assert_eq!(fake.requests("credentialUserRegistrationDetails"), 1);
