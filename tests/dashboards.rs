@@ -704,12 +704,7 @@ fn every_query_is_valid_promql() {
         .arg(file.path())
         .output()
         .expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "promtool check rules failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success("promtool check rules", &output);
 }
 
 // The checker itself.

@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::BIN;
+use common::{BIN, assert_success};
 use serde_json::Value;
 
 /// The exporter's default port (`--web.listen-address=:9929`).
@@ -91,16 +91,6 @@ fn optional_tool(program: &str, args: &[&str]) -> Option<Output> {
             None
         }
     }
-}
-
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Starts the real exporter with `config` as its `--config.file` and `--demo` (which still

@@ -55,12 +55,7 @@ fn promtool(args: &[&str]) {
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus"))
         .output()
         .expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "promtool {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&format!("promtool {args:?}"), &output);
 }
 
 #[test]

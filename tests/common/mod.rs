@@ -282,9 +282,15 @@ pub fn promtool_check_metrics(text: &str) {
         .write_all(text.as_bytes())
         .expect("write to promtool");
     let output = child.wait_with_output().expect("promtool runs");
+    assert_success("promtool check metrics", &output);
+}
+
+/// Fails the test with the command's output unless it exited successfully.
+pub fn assert_success(what: &str, output: &std::process::Output) {
     assert!(
         output.status.success(),
-        "promtool check metrics failed:\n{}{}",
+        "{what} failed ({}):\n{}{}",
+        output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
