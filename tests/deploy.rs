@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -99,15 +99,8 @@ fn optional_tool(program: &str, args: &[&str]) -> Option<Output> {
 fn exporter_accepts(config: &str) -> Result<(), String> {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(config.as_bytes()).expect("write config");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("--demo")
+    let mut child = common::demo_command()
         .arg(format!("--config.file={}", file.path().display()))
-        .args(["--web.listen-address=127.0.0.1:0", "--log.format=json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("exporter starts");
     let (send, lines) = mpsc::channel();

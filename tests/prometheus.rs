@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dashboards::{self, Vars};
-use common::{BIN, Exporter, PROMETHEUS_PACKAGE, tool};
+use common::{Exporter, PROMETHEUS_PACKAGE, tool};
 use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
@@ -132,20 +132,8 @@ impl Drop for Prometheus {
 }
 
 async fn demo_exporter() -> Exporter {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .args([
-            "--demo",
-            "--demo.scenario=spike",
-            "--web.listen-address=127.0.0.1:0",
-            "--log.format=json",
-            "--poll.interval=10s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = common::demo_command();
+    command.args(["--demo.scenario=spike", "--poll.interval=10s"]);
     Exporter::spawn(command, Vec::new()).await
 }
 

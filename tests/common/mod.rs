@@ -47,6 +47,23 @@ pub fn command_for(fake: &FakeGraph, ca_file: &tempfile::NamedTempFile) -> Comma
     command
 }
 
+/// The exporter on its built-in demo tenant, logging JSON to a piped stderr; tests add flags.
+pub fn demo_command() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args([
+            "--demo",
+            "--web.listen-address=127.0.0.1:0",
+            "--log.format=json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 pub fn ca_file(fake: &FakeGraph) -> tempfile::NamedTempFile {
     temp_file(fake.ca_pem())
 }
