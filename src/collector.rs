@@ -10,8 +10,9 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::graph::Unavailability;
 use crate::reports;
-use crate::snapshot::{Kind, MetricDef, Store};
+use crate::snapshot::{Kind, MetricDef, Status, Store};
 
 pub static REPORT_UP: MetricDef = MetricDef {
     name: "entra_exporter_report_up",
@@ -50,9 +51,9 @@ pub static REPORT_INTERVAL: MetricDef = MetricDef {
 
 pub static REPORT_UNAVAILABLE: MetricDef = MetricDef {
     name: "entra_exporter_report_unavailable",
-    help: "1 while Graph refuses the report (403) or has retired it for this tenant (400/404/410), as of the last poll; such reports are asked again hourly.",
+    help: "1 while Graph refuses the report for this tenant for the cause: forbidden (403) or retired (400/404/410), as of the last poll; such reports are asked again at growing intervals up to hourly.",
     kind: Kind::Gauge,
-    labels: &["report"],
+    labels: &["report", "cause"],
 };
 
 const SELF_METRICS: [&MetricDef; 6] = [
@@ -168,23 +169,23 @@ impl Collector for SnapshotCollector {
                 &report,
                 state.settings.interval.as_secs_f64(),
             );
-            if state.status == crate::snapshot::Status::Pending {
+            if state.status == Status::Pending {
                 continue;
             }
             add(
                 &REPORT_UP,
                 tenant,
                 &report,
-                f64::from(u8::from(state.status == crate::snapshot::Status::Ok)),
+                f64::from(u8::from(state.status == Status::Ok)),
             );
-            add(
-                &REPORT_UNAVAILABLE,
-                tenant,
-                &report,
-                f64::from(u8::from(
-                    state.status == crate::snapshot::Status::Unavailable,
-                )),
-            );
+            for cause in Unavailability::ALL {
+                add(
+                    &REPORT_UNAVAILABLE,
+                    tenant,
+                    &[key.report, cause.as_str()],
+                    f64::from(u8::from(state.status == Status::Unavailable(cause))),
+                );
+            }
             if let Some(success) = state.last_success {
                 add(&REPORT_LAST_SUCCESS, tenant, &report, unix_seconds(success));
                 add(&REPORT_ROWS, tenant, &report, state.snapshot.rows as f64);
@@ -253,7 +254,7 @@ mod tests {
     use super::*;
     use crate::config::ReportSettings;
     use crate::reports::usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
-    use crate::snapshot::{Snapshot, Status};
+    use crate::snapshot::Snapshot;
     use std::time::Duration;
 
     fn render(metrics: &Metrics) -> String {
@@ -323,19 +324,24 @@ mod tests {
         assert!(text.contains(
             r#"entra_exporter_report_up{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
         ));
-        assert!(text.contains(
-            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
-        ));
+        for cause in ["retired", "forbidden"] {
+            assert!(text.contains(&format!(
+                r#"entra_exporter_report_unavailable{{tenant="fabrikam",report="userCredentialUsageDetails",cause="{cause}"}} 0"#
+            )));
+        }
         store.record_failure(
             "fabrikam",
             "userCredentialUsageDetails",
-            Status::Unavailable,
+            Status::Unavailable(Unavailability::Retired),
             "retired".into(),
             Duration::ZERO,
         );
         let text = render(&metrics);
         assert!(text.contains(
-            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails"} 1"#
+            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails",cause="retired"} 1"#
+        ));
+        assert!(text.contains(
+            r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails",cause="forbidden"} 0"#
         ));
         assert!(
             !text.contains(

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,7 @@ pub async fn run_tenant(
             interval: settings.interval,
             graph: graph.clone(),
             store: store.clone(),
+            unavailable_backoff: None,
         };
         let span = info_span!("report", tenant = %tenant.name, report = spec.name);
         loops.spawn(
@@ -50,16 +52,34 @@ pub async fn run_tenant(
     while loops.join_next().await.is_some() {}
 }
 
+/// How soon a report that waits for another report's first results asks again: its own poll
+/// costs no Graph request then, and readiness waits for it.
+const WAITING_RETRY: Duration = Duration::from_secs(15);
+
 struct ReportLoop {
     spec: &'static ReportSpec,
     tenant: String,
     interval: Duration,
     graph: Arc<GraphClient>,
     store: Arc<Store>,
+    /// While Graph refuses the report: the waits before asking again.
+    unavailable_backoff: Option<ExponentialBackoff>,
+}
+
+/// Waits for a report Graph refuses: from its own interval, doubling, up to
+/// [`UNAVAILABLE_RETRY`] (or the interval, if that is longer). A one-off 403 or 404 thus costs
+/// one interval, and a report that stays refused is asked about hourly.
+fn unavailable_backoff(interval: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(interval)
+        .with_max_delay(interval.max(UNAVAILABLE_RETRY))
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
 }
 
 impl ReportLoop {
-    async fn run(self, context: BuildContext, shutdown: CancellationToken) {
+    async fn run(mut self, context: BuildContext, shutdown: CancellationToken) {
         let mut report = (self.spec.build)(&context);
         loop {
             let started = Instant::now();
@@ -78,48 +98,58 @@ impl ReportLoop {
 
     /// Stores the outcome, logs it, and returns the time from this poll's start to the next.
     fn record(
-        &self,
+        &mut self,
         result: Result<crate::snapshot::Snapshot, GraphError>,
         took: Duration,
     ) -> Duration {
         let (tenant, report) = (self.tenant.as_str(), self.spec.name);
-        match result {
+        let err = match result {
             Ok(snapshot) => {
+                self.unavailable_backoff = None;
                 let before = self.store.record_success(tenant, report, snapshot, took);
-                if matches!(before, Status::Failing | Status::Unavailable) {
+                if matches!(before, Status::Failing | Status::Unavailable(_)) {
                     info!(took = ?took, "report polled successfully again");
                 } else {
                     debug!(took = ?took, "report polled");
                 }
-                self.interval
+                return self.interval;
             }
-            Err(err) => match err.unavailability() {
-                Some(cause) => {
-                    let message = self.unavailable_message(cause, &err);
-                    let before = self.store.record_failure(
-                        tenant,
-                        report,
-                        Status::Unavailable,
-                        message.clone(),
-                        took,
-                    );
-                    // One clear line when it happens, not one an hour.
-                    if before != Status::Unavailable {
-                        warn!("{message}");
-                    } else {
-                        debug!("{message}");
-                    }
-                    self.interval.max(UNAVAILABLE_RETRY)
-                }
-                None => {
-                    let message = crate::error_chain(&err);
-                    warn!(error = %message, "report poll failed; keeping the last good values");
-                    self.store
-                        .record_failure(tenant, report, Status::Failing, message, took);
-                    self.interval
-                }
-            },
+            Err(err) => err,
+        };
+        if let Some(cause) = err.unavailability() {
+            let message = self.unavailable_message(cause, &err);
+            let status = Status::Unavailable(cause);
+            let before = self
+                .store
+                .record_failure(tenant, report, status, message.clone(), took);
+            // One clear line when it happens, not one per retry.
+            if before != status {
+                warn!("{message}");
+            } else {
+                debug!("{message}");
+            }
+            let interval = self.interval;
+            return self
+                .unavailable_backoff
+                .get_or_insert_with(|| unavailable_backoff(interval))
+                .next()
+                .unwrap_or(UNAVAILABLE_RETRY);
         }
+        self.unavailable_backoff = None;
+        let message = crate::error_chain(&err);
+        if let Some(awaited) = err.awaited_report()
+            && self.store.status(tenant, awaited) == Some(Status::Pending)
+        {
+            // Not a failure: after a restart a large tenant's first userRegistrationDetails
+            // scan takes a while, and the report stays pending until it is done.
+            debug!(error = %message, "report waits for {awaited}");
+            self.store.record_waiting(tenant, report, message, took);
+            return self.interval.min(WAITING_RETRY);
+        }
+        warn!(error = %message, "report poll failed; keeping the last good values");
+        self.store
+            .record_failure(tenant, report, Status::Failing, message, took);
+        self.interval
     }
 
     fn unavailable_message(&self, cause: Unavailability, err: &GraphError) -> String {
@@ -137,14 +167,36 @@ impl ReportLoop {
                     .unwrap_or_default();
                 format!(
                     "report {report} is not offered to this tenant: Microsoft has retired the endpoint ({err}). \
-                     Retrying hourly{successor}; to silence this, {disable}"
+                     Retrying at growing intervals up to hourly{successor}; to silence this, {disable}"
                 )
             }
             Unavailability::Forbidden => format!(
                 "report {report} is forbidden for this app ({err}). Fix: grant the {} \
-                 and wait for consent to propagate; retrying hourly, {disable}",
+                 and wait for consent to propagate; retrying at growing intervals up to hourly, {disable}",
                 self.spec.permission
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minutes(backoff: ExponentialBackoff, n: usize) -> Vec<u64> {
+        backoff.take(n).map(|d| d.as_secs() / 60).collect()
+    }
+
+    #[test]
+    fn a_refused_report_is_asked_again_from_its_interval_doubling_up_to_hourly() {
+        assert_eq!(
+            minutes(unavailable_backoff(Duration::from_secs(300)), 7),
+            [5, 10, 20, 40, 60, 60, 60]
+        );
+        // A report polled less often than hourly keeps its own interval.
+        assert_eq!(
+            minutes(unavailable_backoff(Duration::from_secs(7200)), 3),
+            [120, 120, 120]
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ReportSettings;
+use crate::graph::Unavailability;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -66,7 +67,7 @@ pub enum Status {
     /// The last poll failed; it is retried at the normal interval.
     Failing,
     /// Graph does not offer the report to this tenant (retired, or 403); retried slowly.
-    Unavailable,
+    Unavailable(Unavailability),
 }
 
 impl Status {
@@ -75,7 +76,8 @@ impl Status {
             Status::Pending => "pending",
             Status::Ok => "ok",
             Status::Failing => "failing",
-            Status::Unavailable => "unavailable",
+            Status::Unavailable(Unavailability::Retired) => "unavailable (retired)",
+            Status::Unavailable(Unavailability::Forbidden) => "unavailable (forbidden)",
         }
     }
 }
@@ -162,6 +164,26 @@ impl Store {
             state.last_duration = Some(duration);
             state.last_error = Some(error);
         })
+    }
+
+    /// Notes why a report that has not finished a poll yet is still waiting, without failing
+    /// it: it stays [`Status::Pending`] if it was. Returns the status it had before.
+    pub fn record_waiting(
+        &self,
+        tenant: &str,
+        report: &'static str,
+        reason: String,
+        duration: Duration,
+    ) -> Status {
+        self.update(tenant, report, |state| {
+            state.last_duration = Some(duration);
+            state.last_error = Some(reason);
+        })
+    }
+
+    /// The status of one report; `None` if it is not registered.
+    pub fn status(&self, tenant: &str, report: &'static str) -> Option<Status> {
+        self.read(|reports| reports.get(&key(tenant, report)).map(|state| state.status))
     }
 
     /// True once every enabled report has finished its first poll, successful or not.

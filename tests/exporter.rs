@@ -15,6 +15,7 @@ const FAMILIES: &[&str] = &[
     "entra_credential_method_registered_users",
     "entra_credential_usage_window_events",
     "entra_credential_usage_events_total",
+    "entra_credential_usage_outcome_events_total",
     "entra_credential_usage_last_event_timestamp_seconds",
     "entra_exporter_report_up",
     "entra_exporter_report_last_success_timestamp_seconds",
@@ -231,37 +232,49 @@ async fn stale_values_are_dropped_after_max_age() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_retired_or_forbidden_report_is_logged_once_and_blocks_nothing() {
+async fn a_retired_or_forbidden_report_is_logged_once_backs_off_and_blocks_nothing() {
     let fake = fake(quiet()).await;
     fake.retire("credentialUserRegistrationDetails", 404);
     fake.retire("getCredentialUsageSummary", 403);
     fake.retire("userCredentialUsageDetails", 400);
     let exporter = Exporter::start(&fake, &["--poll.interval=1s"]).await;
     exporter.wait_ready().await;
-    // Other reports keep polling every second while the unavailable ones wait an hour.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Other reports keep polling every second while the unavailable ones are asked again after
+    // 1 s, 2 s, 4 s, ... (up to hourly): three or four requests in the first six seconds, where
+    // a fixed 1 s retry would make seven and an hourly one a single request.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let text = exporter.metrics().await;
     assert_eq!(
         value(&text, &up("credentialUserRegistrationCount")),
         Some(1.0)
     );
-    for report in [
-        "credentialUserRegistrationDetails",
-        "credentialUsageSummary",
-        "userCredentialUsageDetails",
+    let unavailable = |report: &str, cause: &str| {
+        value(
+            &text,
+            &format!(
+                r#"entra_exporter_report_unavailable{{tenant="{TENANT}",report="{report}",cause="{cause}"}}"#
+            ),
+        )
+    };
+    for (report, cause, other) in [
+        ("credentialUserRegistrationDetails", "retired", "forbidden"),
+        ("credentialUsageSummary", "forbidden", "retired"),
+        ("userCredentialUsageDetails", "retired", "forbidden"),
     ] {
         assert_eq!(value(&text, &up(report)), Some(0.0), "{report}");
-        let unavailable =
-            format!(r#"entra_exporter_report_unavailable{{tenant="{TENANT}",report="{report}"}}"#);
-        assert_eq!(value(&text, &unavailable), Some(1.0), "{report}");
+        assert_eq!(unavailable(report, cause), Some(1.0), "{report}");
+        assert_eq!(unavailable(report, other), Some(0.0), "{report}");
     }
-    let available = format!(
-        r#"entra_exporter_report_unavailable{{tenant="{TENANT}",report="credentialUserRegistrationCount"}}"#
-    );
-    assert_eq!(value(&text, &available), Some(0.0));
+    for cause in ["retired", "forbidden"] {
+        assert_eq!(
+            unavailable("credentialUserRegistrationCount", cause),
+            Some(0.0)
+        );
+    }
     assert!(!text.contains("entra_credential_details_users{"));
-    assert!(fake.requests("getCredentialUserRegistrationCount") >= 3);
-    assert_eq!(fake.requests("credentialUserRegistrationDetails"), 1);
+    assert!(fake.requests("getCredentialUserRegistrationCount") >= 4);
+    let retried = fake.requests("credentialUserRegistrationDetails");
+    assert!((2..=4).contains(&retried), "{retried} requests");
 
     let logs = exporter.logs();
     let warnings = |needle: &str| {
@@ -282,7 +295,8 @@ async fn a_retired_or_forbidden_report_is_logged_once_and_blocks_nothing() {
     assert!(logs.contains("Reports.Read.All"));
     assert!(logs.contains("its successor is userRegistrationDetails"));
     let (_, landing) = exporter.get("/").await;
-    assert!(landing.contains("unavailable"));
+    assert!(landing.contains("unavailable (retired)"));
+    assert!(landing.contains("unavailable (forbidden)"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Exporter, LEGACY_REPORTS, SUCCESSOR_REPORTS, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraphOptions, UsageEvent};
+use entra_authmethods_exporter::fake::{FakeGraphOptions, Fault, UsageEvent};
 
 const SUCCESSOR_FAMILIES: &[&str] = &[
     "entra_authmethods_users",
@@ -24,6 +26,7 @@ const SUCCESSOR_FAMILIES: &[&str] = &[
     "entra_authmethods_password_events_day_timestamp_seconds",
     "entra_authmethods_usage_window_events",
     "entra_authmethods_usage_events_total",
+    "entra_authmethods_usage_outcome_events_total",
     "entra_authmethods_usage_last_event_timestamp_seconds",
     "entra_exporter_report_rows",
 ];
@@ -283,4 +286,164 @@ async fn summaries_keep_their_interval_while_a_long_scan_runs() {
         "summary starved: {} polls in 16 s while the scan read {scan_pages} pages",
         summary_polls(&text) - start
     );
+}
+
+/// The outcome counter of a report family: `prefix` is `entra_authmethods` or `entra_credential`.
+fn outcome(text: &str, prefix: &str, feature: &str, status: &str) -> Option<f64> {
+    value(
+        text,
+        &format!(
+            r#"{prefix}_usage_outcome_events_total{{tenant="{TENANT}",feature="{feature}",status="{status}"}}"#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcome_counters_start_at_zero_and_count_every_new_event_exactly() {
+    let fake = fake(FakeGraphOptions {
+        initial_events: 30,
+        ..quiet()
+    })
+    .await;
+    let config = common::temp_file(
+        "reports:\n  userEventsSummary: {interval: 500ms}\n  userCredentialUsageDetails: {interval: 500ms}\n",
+    );
+    let exporter = Exporter::start(
+        &fake,
+        &[&format!("--config.file={}", config.path().display())],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let text = exporter.metrics().await;
+    for prefix in ["entra_authmethods", "entra_credential"] {
+        for feature in ["registration", "reset"] {
+            for status in ["success", "failure"] {
+                assert_eq!(
+                    outcome(&text, prefix, feature, status),
+                    Some(0.0),
+                    "{prefix} {feature} {status}\n{text}"
+                );
+            }
+        }
+    }
+    // A burst under a method and a reason never seen before, and some ordinary events.
+    let add = |feature: &str, method: &str, is_success: bool, reason: &str, n: usize| {
+        for user in 0..n {
+            fake.add_usage_event(UsageEvent {
+                feature: feature.into(),
+                auth_method: method.into(),
+                is_success,
+                failure_reason: reason.into(),
+                user,
+            });
+        }
+    };
+    add("reset", "qrCode", false, "QR code expired", 7);
+    add("reset", "email", true, "", 2);
+    add(
+        "registration",
+        "mobilePhone",
+        false,
+        "Phone number invalid",
+        1,
+    );
+    let expected = [
+        ("reset", "failure", 7.0),
+        ("reset", "success", 2.0),
+        ("registration", "failure", 1.0),
+        ("registration", "success", 0.0),
+    ];
+    let text = exporter
+        .wait_for_metrics("both outcome counters at 10 events", |t| {
+            ["entra_authmethods", "entra_credential"]
+                .iter()
+                .all(|prefix| {
+                    expected
+                        .iter()
+                        .all(|(f, s, n)| outcome(t, prefix, f, s) == Some(*n))
+                })
+        })
+        .await;
+    // The outcome counter sums the detailed one, whose burst series was born at 7.
+    for prefix in ["entra_authmethods", "entra_credential"] {
+        assert_eq!(sum(&text, &format!("{prefix}_usage_events_total")), 10.0);
+        assert_eq!(
+            sum(&text, &format!("{prefix}_usage_outcome_events_total")),
+            10.0
+        );
+    }
+    assert!(
+        text.contains(
+            r#"auth_method="qrCode",status="failure",failure_reason="QR code expired"} 7"#
+        ),
+        "{text}"
+    );
+    common::promtool_check_metrics(&text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_events_poll_costs_one_request_per_thousand_events_in_the_window() {
+    for (events, requests) in [(30, 1), (2500, 3)] {
+        let fake = fake(FakeGraphOptions {
+            initial_events: events,
+            ..quiet()
+        })
+        .await;
+        let exporter = Exporter::start(&fake, &["--poll.interval=1h"]).await;
+        exporter.wait_ready().await;
+        let text = exporter.metrics().await;
+        assert_eq!(
+            rows(&text, "userEventsSummary"),
+            Some(events as f64),
+            "{text}"
+        );
+        assert_eq!(
+            fake.requests("userEventsSummary"),
+            requests,
+            "{events} events"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_by_reports_wait_for_the_first_details_scan_without_failing() {
+    let fake = fake(FakeGraphOptions {
+        users: 3000,
+        ..quiet()
+    })
+    .await;
+    fake.retire("usersRegisteredByFeature", 403);
+    fake.retire("usersRegisteredByMethod", 403);
+    // The first page of the scan takes a while, as a large tenant's whole scan does.
+    fake.inject(
+        "authenticationMethods/userRegistrationDetails",
+        Fault::Delay(Duration::from_secs(6)),
+    );
+    let exporter = Exporter::start(&fake, &["--poll.interval=1h"]).await;
+    // While the scan runs, the summaries are pending: no up=0 for an alert to page on, and the
+    // exporter is not ready yet.
+    exporter
+        .wait_for_metrics("the legacy registration count", |t| {
+            value(t, &up("credentialUserRegistrationCount")) == Some(1.0)
+        })
+        .await;
+    for _ in 0..3 {
+        let text = exporter.metrics().await;
+        for report in ["usersRegisteredByFeature", "usersRegisteredByMethod"] {
+            assert_eq!(value(&text, &up(report)), None, "{report}\n{text}");
+        }
+        assert_eq!(exporter.get("/readyz").await.0, 503);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, landing) = exporter.get("/").await;
+    assert!(landing.contains("has not completed a scan"), "{landing}");
+    exporter.wait_ready().await;
+    let text = exporter
+        .wait_for_metrics("figures from the details scan", |t| {
+            by_feature(t, "mfaCapable", "details").is_some()
+        })
+        .await;
+    assert_eq!(value(&text, &up("usersRegisteredByFeature")), Some(1.0));
+    let logs = exporter.logs();
+    assert!(!logs.contains("report poll failed"), "{logs}");
 }

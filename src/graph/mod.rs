@@ -38,6 +38,18 @@ pub enum Unavailability {
     Forbidden,
 }
 
+impl Unavailability {
+    pub const ALL: [Unavailability; 2] = [Unavailability::Retired, Unavailability::Forbidden];
+
+    /// The `cause` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unavailability::Retired => "retired",
+            Unavailability::Forbidden => "forbidden",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
     #[error("building the HTTP client: {0}")]
@@ -85,9 +97,13 @@ pub enum GraphError {
         graph_host: String,
     },
     #[error(
-        "{report} is forbidden and userRegistrationDetails has not completed a scan to fall back on yet (is it enabled, with AuditLog.Read.All?)"
+        "{report} is forbidden and {source_report} has not completed a scan to fall back on yet (is it enabled, with AuditLog.Read.All?)"
     )]
-    NoFallbackData { report: &'static str },
+    NoFallbackData {
+        report: &'static str,
+        /// The report whose results would stand in.
+        source_report: &'static str,
+    },
     #[error("invalid @odata.nextLink {link:?}: {source}")]
     BadNextLink {
         link: String,
@@ -119,6 +135,14 @@ impl GraphError {
     pub fn unavailability(&self) -> Option<Unavailability> {
         match self {
             GraphError::Unavailable { cause, .. } => Some(*cause),
+            _ => None,
+        }
+    }
+
+    /// The report this poll needs results from before it can answer, if that is all it lacks.
+    pub fn awaited_report(&self) -> Option<&'static str> {
+        match self {
+            GraphError::NoFallbackData { source_report, .. } => Some(source_report),
             _ => None,
         }
     }

@@ -2,12 +2,16 @@
 //! userEventsSummary, which list the same rows. Events are counted page by page; only counts
 //! and 64-bit hashes of event ids are kept, never user names.
 //!
-//! Each report gets three families:
+//! Each report gets four families:
 //! - `*_window_events{feature,auth_method,status,failure_reason}`: events in the report now;
 //! - `*_events_total{...}`: events first seen since the exporter started. The first poll after
 //!   start only learns the window (the counter starts at zero, so a restart never fakes a
 //!   spike); later polls count each new event id once. Ids are forgotten when their event
 //!   leaves the window;
+//! - `*_outcome_events_total{feature,status}`: the same events without method and reason. Every
+//!   (registration|reset, success|failure) series exists from the first completed poll, so a
+//!   burst under a method or reason never seen before is growth of an existing series, which
+//!   `increase()` sees in full; alerts use this one;
 //! - `*_last_event_timestamp_seconds{feature}`: the newest eventDateTime.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,12 +27,19 @@ use crate::snapshot::{MetricDef, Snapshot};
 
 /// The label names shared by the window gauge and the counter.
 pub const EVENT_LABELS: &[&str] = &["feature", "auth_method", "status", "failure_reason"];
+/// The label names of the outcome counter.
+pub const OUTCOME_LABELS: &[&str] = &["feature", "status"];
+/// The features and statuses Graph documents (featureType): their outcome series are exported
+/// at zero from the first completed poll.
+const KNOWN_FEATURES: [&str; 2] = ["registration", "reset"];
+const STATUSES: [&str; 2] = ["success", "failure"];
 
 /// The metric families an [`EventCounter`] fills.
 #[derive(Debug)]
 pub struct EventMetrics {
     pub window: &'static MetricDef,
     pub total: &'static MetricDef,
+    pub outcome: &'static MetricDef,
     pub last_event: &'static MetricDef,
 }
 
@@ -90,6 +101,8 @@ impl Report for EventsReport {
 type RawKey = (String, String, bool, String);
 /// The label values of [`EVENT_LABELS`].
 type LabelKey = (String, String, &'static str, String);
+/// The label values of [`OUTCOME_LABELS`].
+type OutcomeKey = (String, &'static str);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct KeyCounts {
@@ -106,6 +119,7 @@ pub struct EventCounter {
     /// Hashes of the event ids in the window at the last complete poll.
     seen: HashSet<u64>,
     totals: BTreeMap<LabelKey, u64>,
+    outcomes: BTreeMap<OutcomeKey, u64>,
     /// False until the first complete poll, which only learns the window.
     primed: bool,
 }
@@ -118,6 +132,10 @@ impl EventCounter {
             hasher: RandomState::new(),
             seen: HashSet::new(),
             totals: BTreeMap::new(),
+            outcomes: KNOWN_FEATURES
+                .iter()
+                .flat_map(|feature| STATUSES.map(|status| (((*feature).to_owned(), status), 0)))
+                .collect(),
             primed: false,
         }
     }
@@ -150,10 +168,12 @@ impl EventCounter {
             } else {
                 ("failure", self.reasons.label(&reason).to_owned())
             };
+            let outcome = self.outcomes.entry((feature.clone(), status)).or_default();
             let key = (feature, method, status, reason);
             let total = self.totals.entry(key.clone()).or_default();
             if self.primed {
                 *total += counts.new;
+                *outcome += counts.new;
             }
             *window.entry(key).or_default() += counts.events;
         }
@@ -175,6 +195,13 @@ impl EventCounter {
         // Counters stay exported after their events leave the window.
         for (key, total) in &self.totals {
             snapshot.push(self.metrics.total, labels(key), *total as f64);
+        }
+        for ((feature, status), total) in &self.outcomes {
+            snapshot.push(
+                self.metrics.outcome,
+                vec![feature.clone(), (*status).to_owned()],
+                *total as f64,
+            );
         }
         for (feature, newest) in pass.newest {
             snapshot.push(self.metrics.last_event, vec![feature], newest as f64);
@@ -265,6 +292,12 @@ mod tests {
         kind: Kind::Counter,
         labels: EVENT_LABELS,
     };
+    static OUTCOME: MetricDef = MetricDef {
+        name: "outcome",
+        help: "h",
+        kind: Kind::Counter,
+        labels: OUTCOME_LABELS,
+    };
     static LAST_EVENT: MetricDef = MetricDef {
         name: "last",
         help: "h",
@@ -274,6 +307,7 @@ mod tests {
     static METRICS: EventMetrics = EventMetrics {
         window: &WINDOW_EVENTS,
         total: &EVENTS_TOTAL,
+        outcome: &OUTCOME,
         last_event: &LAST_EVENT,
     };
 
@@ -389,6 +423,71 @@ mod tests {
         // An id that left the window and comes back is new again: it was forgotten.
         let fourth = poll(&mut counter, &page(&[event("a", false, "bad code")])).unwrap();
         assert_eq!(fourth.value(&EVENTS_TOTAL, &FAIL), Some(2.0));
+    }
+
+    #[test]
+    fn outcome_counters_exist_at_zero_from_the_first_poll_and_see_a_burst_under_a_new_reason() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        let first = poll(&mut counter, &page(&[event("a", true, "")])).unwrap();
+        for feature in ["registration", "reset"] {
+            for status in ["success", "failure"] {
+                assert_eq!(
+                    first.value(&OUTCOME, &[feature, status]),
+                    Some(0.0),
+                    "{feature} {status}"
+                );
+            }
+        }
+        // 200 failures under a reason never seen before: the detailed series is born at 200,
+        // the outcome series grows from 0 to 200.
+        let mut events = vec![event("a", true, "")];
+        events.extend((0..200).map(|i| event(&format!("burst{i}"), false, "SMS gateway down")));
+        let burst = poll(&mut counter, &page(&events)).unwrap();
+        assert_eq!(burst.value(&OUTCOME, &["reset", "failure"]), Some(200.0));
+        assert_eq!(burst.value(&OUTCOME, &["reset", "success"]), Some(0.0));
+        assert_eq!(
+            burst.value(
+                &EVENTS_TOTAL,
+                &["reset", "email", "failure", "SMS gateway down"]
+            ),
+            Some(200.0)
+        );
+        // A feature Graph adds later appears when first seen, and is counted from then on.
+        let later = poll(
+            &mut counter,
+            r#"{"value":[{"id":"n1","feature":"passkeyRegistration","isSuccess":true,"authMethod":"passKeySynced"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            later.value(&OUTCOME, &["passkeyRegistration", "success"]),
+            Some(1.0)
+        );
+        assert_eq!(later.value(&OUTCOME, &["reset", "failure"]), Some(200.0));
+    }
+
+    #[test]
+    fn outcome_counters_sum_the_detailed_counters() {
+        let mut counter = EventCounter::new(&METRICS, 1);
+        poll(&mut counter, &page(&[])).unwrap();
+        let s = poll(
+            &mut counter,
+            &page(&[
+                event("1", false, "a"),
+                event("2", false, "b"),
+                event("3", false, "b"),
+                event("4", true, ""),
+            ]),
+        )
+        .unwrap();
+        let detailed_failures: f64 = s
+            .samples
+            .iter()
+            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL) && x.labels[2] == "failure")
+            .map(|x| x.value)
+            .sum();
+        assert_eq!(detailed_failures, 3.0);
+        assert_eq!(s.value(&OUTCOME, &["reset", "failure"]), Some(3.0));
+        assert_eq!(s.value(&OUTCOME, &["reset", "success"]), Some(1.0));
     }
 
     #[test]

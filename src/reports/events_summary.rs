@@ -2,10 +2,11 @@
 //! userCredentialUsageDetails, with the same rows, counted by [`super::events`].
 //!
 //! Metrics: `entra_authmethods_usage_window_events`, `entra_authmethods_usage_events_total`
-//! (`{feature,auth_method,status,failure_reason}`) and
+//! (`{feature,auth_method,status,failure_reason}`), `entra_authmethods_usage_outcome_events_total`
+//! (`{feature,status}`) and
 //! `entra_authmethods_usage_last_event_timestamp_seconds{feature}`.
 
-use super::events::{EVENT_LABELS, EventMetrics, EventsReport};
+use super::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
 use super::{AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef};
 
@@ -14,7 +15,12 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: EVENTS_INTERVAL,
     permission: AUDIT_LOG_PERMISSION,
     successor: None,
-    metrics: &[&WINDOW_EVENTS, &EVENTS_TOTAL, &LAST_EVENT],
+    metrics: &[
+        &WINDOW_EVENTS,
+        &EVENTS_TOTAL,
+        &OUTCOME_EVENTS_TOTAL,
+        &LAST_EVENT,
+    ],
     build,
 };
 
@@ -35,6 +41,13 @@ pub static EVENTS_TOTAL: MetricDef = MetricDef {
     labels: EVENT_LABELS,
 };
 
+pub static OUTCOME_EVENTS_TOTAL: MetricDef = MetricDef {
+    name: "entra_authmethods_usage_outcome_events_total",
+    help: "SSPR registration and reset events first seen in the userEventsSummary report since the exporter started, by feature and outcome only; every registration/reset and success/failure series exists from the first poll at zero. As of the last poll.",
+    kind: Kind::Counter,
+    labels: OUTCOME_LABELS,
+};
+
 pub static LAST_EVENT: MetricDef = MetricDef {
     name: "entra_authmethods_usage_last_event_timestamp_seconds",
     help: "Time of the newest event per feature in the userEventsSummary report, as of the last poll.",
@@ -45,6 +58,7 @@ pub static LAST_EVENT: MetricDef = MetricDef {
 static METRICS: EventMetrics = EventMetrics {
     window: &WINDOW_EVENTS,
     total: &EVENTS_TOTAL,
+    outcome: &OUTCOME_EVENTS_TOTAL,
     last_event: &LAST_EVENT,
 };
 

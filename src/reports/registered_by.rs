@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::user_registration_details::RegistrationTotals;
+use super::user_registration_details::{self, RegistrationTotals};
 use super::{BuildContext, TenantShared, UNAVAILABLE_RETRY};
 use crate::graph::{GraphClient, GraphError, Unavailability};
 use crate::snapshot::{MetricDef, Snapshot};
@@ -95,6 +95,9 @@ impl Fallback {
         self.shared
             .registration_totals()
             .map(Figures::Details)
-            .ok_or(GraphError::NoFallbackData { report })
+            .ok_or(GraphError::NoFallbackData {
+                report,
+                source_report: user_registration_details::SPEC.name,
+            })
     }
 }

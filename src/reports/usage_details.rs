@@ -2,10 +2,11 @@
 //! reset event in the report window, counted by [`super::events`].
 //!
 //! Metrics: `entra_credential_usage_window_events`, `entra_credential_usage_events_total`
-//! (`{feature,auth_method,status,failure_reason}`) and
+//! (`{feature,auth_method,status,failure_reason}`), `entra_credential_usage_outcome_events_total`
+//! (`{feature,status}`) and
 //! `entra_credential_usage_last_event_timestamp_seconds{feature}`.
 
-use super::events::{EVENT_LABELS, EventMetrics, EventsReport};
+use super::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
 use super::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef};
 
@@ -14,7 +15,12 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: EVENTS_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("userEventsSummary"),
-    metrics: &[&WINDOW_EVENTS, &EVENTS_TOTAL, &LAST_EVENT],
+    metrics: &[
+        &WINDOW_EVENTS,
+        &EVENTS_TOTAL,
+        &OUTCOME_EVENTS_TOTAL,
+        &LAST_EVENT,
+    ],
     build,
 };
 
@@ -34,6 +40,13 @@ pub static EVENTS_TOTAL: MetricDef = MetricDef {
     labels: EVENT_LABELS,
 };
 
+pub static OUTCOME_EVENTS_TOTAL: MetricDef = MetricDef {
+    name: "entra_credential_usage_outcome_events_total",
+    help: "SSPR registration and reset events first seen in the credential usage details report since the exporter started, by feature and outcome only; every registration/reset and success/failure series exists from the first poll at zero. As of the last poll.",
+    kind: Kind::Counter,
+    labels: OUTCOME_LABELS,
+};
+
 pub static LAST_EVENT: MetricDef = MetricDef {
     name: "entra_credential_usage_last_event_timestamp_seconds",
     help: "Time of the newest event per feature in the credential usage details report, as of the last poll.",
@@ -44,6 +57,7 @@ pub static LAST_EVENT: MetricDef = MetricDef {
 static METRICS: EventMetrics = EventMetrics {
     window: &WINDOW_EVENTS,
     total: &EVENTS_TOTAL,
+    outcome: &OUTCOME_EVENTS_TOTAL,
     last_event: &LAST_EVENT,
 };
 
