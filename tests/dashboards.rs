@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::dashboards::{self, QueryKind, Vars};
+use common::{Exporter, demo_command};
 use serde_json::{Value, json};
 
 const TAG: &str = "entra-authmethods-exporter";
@@ -26,7 +27,7 @@ const EXPECTED: [(&str, &str); 3] = [
     ("entra-authmethods-sspr.json", "entra-authmethods-sspr"),
 ];
 /// Grafana unit ids the dashboards may use; a typo would silently show raw numbers.
-const UNITS: [&str; 12] = [
+const UNITS: [&str; 13] = [
     "none",
     "short",
     "percent",
@@ -39,6 +40,7 @@ const UNITS: [&str; 12] = [
     "ops",
     "cps",
     "cpm",
+    "dateTimeAsIso",
 ];
 /// Range selectors may only span these: Grafana's rate window, or the dashboard's range.
 const RANGES: [&str; 4] = [
@@ -548,6 +550,16 @@ fn violations(dashboard: &Value, expected_uid: &str) -> Vec<String> {
         if !is_datasource_variable(&panel["datasource"]) {
             fail(format!("panel {title:?}: datasource is not {DATASOURCE}"));
         }
+        // A pie of several tenants' slices compares nothing: one pie per tenant, or a sum the
+        // title owns up to.
+        if panel["type"] == "piechart"
+            && panel["repeat"] != "tenant"
+            && !title.contains("all selected tenants")
+        {
+            fail(format!(
+                "panel {title:?}: a pie mixes tenants; repeat it per tenant"
+            ));
+        }
         let targets = panel["targets"]
             .as_array()
             .map(Vec::as_slice)
@@ -767,7 +779,12 @@ fn the_checker_accepts_a_good_dashboard_and_finds_its_nested_queries() {
 #[test]
 fn the_checker_rejects_each_violation() {
     type Break = fn(&mut Value);
-    let cases: [(&str, Break, &str); 23] = [
+    let cases: [(&str, Break, &str); 24] = [
+        (
+            "pie of every tenant",
+            |d| d["panels"][0]["type"] = json!("piechart"),
+            "a pie mixes tenants",
+        ),
         ("wrong uid", |d| d["uid"] = json!("other"), "uid is"),
         (
             "missing tag",
@@ -940,4 +957,30 @@ fn substitute_replaces_every_spelling() {
 #[should_panic(expected = "unknown dashboard variable $job")]
 fn substitute_refuses_unknown_variables() {
     dashboards::substitute(r#"up{job="$job"}"#, &vars());
+}
+
+/// Every metric family the exporter serves is shown on some panel: the demo tenant serves them
+/// all, with every report enabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_family_the_exporter_serves_is_on_a_panel() {
+    let exporter = Exporter::spawn(demo_command(), Vec::new()).await;
+    exporter.wait_ready().await;
+    let text = exporter.metrics().await;
+    let families: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(families.len() > 30, "{families:?}");
+    let shown: BTreeSet<String> = dashboards::all_queries()
+        .iter()
+        .filter(|q| q.kind == QueryKind::Panel)
+        .flat_map(|q| selectors(&q.expr).unwrap_or_default())
+        .map(|s| s.metric)
+        .collect();
+    let missing: Vec<&&str> = families
+        .iter()
+        .filter(|family| !shown.contains(**family))
+        .collect();
+    assert!(missing.is_empty(), "families on no panel: {missing:?}");
 }

@@ -16,7 +16,8 @@ use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
 const SPIKE_ALERT: &str = "EntraSSPRResetFailureSpike";
-/// The spike starts about 60 s after the exporter; the alert needs 40 failures and 1 minute.
+/// The spike starts about 60 s after the exporter; the alert needs the failures in 30 minutes
+/// over the floor and the failure share over its limit, then 2 minutes.
 const SPIKE_DEADLINE: Duration = Duration::from_secs(480);
 /// Rate windows need a few samples; counters need a few polls.
 const PANELS_DEADLINE: Duration = Duration::from_secs(240);

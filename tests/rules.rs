@@ -10,7 +10,13 @@ use common::{PROMETHEUS_PACKAGE, repo_yaml, tool};
 use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
-const RULE_TESTS: &str = "deploy/prometheus/entra-authmethods.rules.test.yml";
+/// The promtool unit tests: short cases evaluated every minute, and cases over days and weeks
+/// evaluated every 5 minutes. Each runs in its own promtool, in parallel.
+const RULE_TESTS: [&str; 3] = [
+    "deploy/prometheus/entra-authmethods.rules.test.yml",
+    "deploy/prometheus/entra-authmethods.rules.days.test.yml",
+    "deploy/prometheus/entra-authmethods.rules.weeks.test.yml",
+];
 const RUNBOOK_BASE: &str =
     "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter#";
 
@@ -46,16 +52,23 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
-fn promtool(args: &[&str]) {
+fn promtool_in(dir: &Path, args: &[&str]) {
     let Some(mut promtool) = tool("promtool", PROMETHEUS_PACKAGE) else {
         return;
     };
     let output = promtool
         .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus"))
+        .current_dir(dir)
         .output()
         .expect("promtool runs");
     common::assert_success(&format!("promtool {args:?}"), &output);
+}
+
+fn promtool(args: &[&str]) {
+    promtool_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus"),
+        args,
+    );
 }
 
 #[test]
@@ -64,8 +77,33 @@ fn promtool_accepts_the_rules() {
 }
 
 #[test]
-fn promtool_rule_unit_tests_pass() {
+fn promtool_unit_tests_pass() {
     promtool(&["test", "rules", "entra-authmethods.rules.test.yml"]);
+}
+
+#[test]
+fn promtool_unit_tests_over_days_pass() {
+    promtool(&["test", "rules", "entra-authmethods.rules.days.test.yml"]);
+}
+
+#[test]
+fn promtool_unit_tests_over_weeks_pass() {
+    promtool(&["test", "rules", "entra-authmethods.rules.weeks.test.yml"]);
+}
+
+/// The rule file loaded twice (say, from a file and from a PrometheusRule): each copy records
+/// the same thresholds, and every alert still evaluates and fires, once per copy.
+#[test]
+fn the_rules_work_when_loaded_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(RULES))
+        .expect("rule file");
+    for copy in ["copy-a.yml", "copy-b.yml"] {
+        std::fs::write(dir.path().join(copy), &rules).expect("write rule copy");
+    }
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules/loaded-twice.test.yml");
+    std::fs::copy(&cases, dir.path().join("loaded-twice.test.yml")).expect("copy test file");
+    promtool_in(dir.path(), &["test", "rules", "loaded-twice.test.yml"]);
 }
 
 #[test]
@@ -102,12 +140,20 @@ fn every_alert_has_severity_summary_description_and_a_runbook_in_the_readme() {
     }
 }
 
+/// Every test case of every promtool unit test file.
+fn unit_tests() -> Vec<Value> {
+    RULE_TESTS
+        .iter()
+        .flat_map(|file| repo_yaml(file)["tests"].as_array().expect("tests").clone())
+        .collect()
+}
+
 #[test]
 fn every_alert_has_a_firing_and_a_quiet_unit_test() {
-    let tests = repo_yaml(RULE_TESTS);
+    let tests = unit_tests();
     // alert -> (has a firing case, has a quiet case)
     let mut cases: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-    for test in tests["tests"].as_array().expect("tests") {
+    for test in &tests {
         for case in test["alert_rule_test"].as_array().into_iter().flatten() {
             let name = case["alertname"].as_str().expect("alertname").to_owned();
             let fires = case["exp_alerts"]
@@ -129,14 +175,23 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
             "{name} needs a case where it fires and one where it stays quiet"
         );
     }
-    // The cases the issue names explicitly.
-    let names: Vec<String> = tests["tests"]
-        .as_array()
-        .expect("tests")
+    // The days real tenants have, which the spike alert must get right.
+    let names: Vec<String> = tests
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
         .collect();
-    for needle in ["restart", "night"] {
+    for needle in [
+        "a burst under a new failure reason and a new method fires",
+        "a two-poll moderate spike on an existing series fires",
+        "a quiet weekend followed by a normal weekday morning is quiet",
+        "a holiday followed by a normal day is quiet",
+        "a sustained six-fold outage fires for its whole eight hours",
+        "an exporter restart with a counter reset and a gap is quiet",
+        "a 500-user tenant with 15 failures in 30 minutes fires",
+        "a busy tenant whose failures rise in proportion with its attempts is quiet",
+        "global view",
+        "night",
+    ] {
         assert!(
             names.iter().any(|n| n.contains(needle)),
             "no unit test about {needle}: {names:?}"
@@ -181,14 +236,29 @@ fn thresholds_live_in_one_group_and_the_readme_lists_each_with_its_value() {
     }
     assert_eq!(readme_thresholds(), in_rules);
 
-    // Every threshold is used by an alert, and no other group defines one.
-    let alerts_text = serde_json::to_string(&alerts()).expect("json");
+    // Every threshold is used by a rule, always through scalar(max(...)) so that copies of it
+    // (the file loaded twice, a global view with external labels) cannot break a join; and no
+    // other group defines one.
+    let mut rules = alerts();
+    rules.extend(rules_in("entra-authmethods-recording"));
+    let exprs: Vec<&str> = rules.iter().filter_map(|r| r["expr"].as_str()).collect();
     for name in in_rules.keys() {
+        let used = format!("scalar(max({prefix}{name}))");
         assert!(
-            alerts_text.contains(&format!("{prefix}{name}")),
-            "{name} is used by no alert"
+            exprs.iter().any(|e| e.contains(&used)),
+            "{name} is used by no rule as {used}"
         );
     }
-    let recording = serde_json::to_string(&rules_in("entra-authmethods-recording")).expect("json");
-    assert!(!recording.contains("alert_threshold"));
+    for expr in &exprs {
+        let bare = expr.matches(prefix).count();
+        let guarded = expr.matches(&format!("scalar(max({prefix}")).count();
+        assert_eq!(bare, guarded, "a threshold is joined directly in:\n{expr}");
+    }
+    for rule in &rules {
+        let record = rule["record"].as_str().unwrap_or_default();
+        assert!(
+            !record.starts_with(prefix),
+            "{record} outside the thresholds group"
+        );
+    }
 }
