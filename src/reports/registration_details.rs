@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::strength::{self, StrengthCounts, StrengthTable, successor_name};
+use super::strength::{self, MethodCounts, Naming, StrengthCounts, StrengthTable};
 use super::{BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, bool_label};
@@ -105,7 +105,7 @@ pub struct Aggregate {
     strength: Arc<StrengthTable>,
     /// Indexed by the four flags as bits: registered, enabled, capable, MFA registered.
     combinations: [u64; 16],
-    methods: HashMap<String, u64>,
+    methods: MethodCounts,
     classes: StrengthCounts,
 }
 
@@ -114,7 +114,7 @@ impl Aggregate {
         Self {
             strength,
             combinations: [0; 16],
-            methods: HashMap::new(),
+            methods: MethodCounts::new(Naming::Legacy),
             classes: StrengthCounts::default(),
         }
     }
@@ -126,30 +126,14 @@ impl Aggregate {
                 | usize::from(row.is_capable) << 2
                 | usize::from(row.is_mfa_registered) << 3;
             self.combinations[index] += 1;
-            let mut methods = row.auth_methods;
-            // A user counts once per method even if Graph lists it twice.
-            methods.sort_unstable();
-            methods.dedup();
-            self.classes.add(
-                self.strength
-                    .strongest(methods.iter().map(|m| successor_name(m))),
-            );
-            for method in methods {
-                *self.methods.entry(method).or_default() += 1;
-            }
+            let class = self.methods.add_user(&self.strength, row.auth_methods);
+            self.classes.add(class);
         }
     }
 
     /// Methods the strength table does not know, with their users, sorted.
     pub fn unknown_methods(&self) -> Vec<(&str, u64)> {
-        let mut unknown: Vec<(&str, u64)> = self
-            .methods
-            .iter()
-            .filter(|(method, _)| self.strength.class_of(successor_name(method)).is_none())
-            .map(|(method, users)| (method.as_str(), *users))
-            .collect();
-        unknown.sort_unstable();
-        unknown
+        self.methods.unknown()
     }
 
     pub fn finish(self, bound: &mut BoundedLabel) -> Snapshot {
@@ -165,9 +149,14 @@ impl Aggregate {
                 *users as f64,
             );
         }
-        bound.admit(&self.methods);
+        let users: HashMap<String, u64> = self
+            .methods
+            .users()
+            .map(|(method, users)| (method.to_owned(), users))
+            .collect();
+        bound.admit(&users);
         let mut by_label: HashMap<&str, u64> = HashMap::new();
-        for (method, users) in &self.methods {
+        for (method, users) in &users {
             *by_label.entry(bound.label(method)).or_default() += users;
         }
         let mut methods: Vec<_> = by_label.into_iter().collect();

@@ -191,15 +191,6 @@ impl StrengthTable {
     pub fn class_of(&self, method: &str) -> Option<Strength> {
         self.classes.get(method).copied()
     }
-
-    /// The class of the strongest known method; `none` for none at all.
-    pub fn strongest<'a>(&self, methods: impl IntoIterator<Item = &'a str>) -> Strength {
-        methods
-            .into_iter()
-            .filter_map(|method| self.class_of(method))
-            .max()
-            .unwrap_or(Strength::None)
-    }
 }
 
 /// The successor spelling of a legacy registrationAuthMethod member, which the table classifies.
@@ -208,6 +199,82 @@ pub fn successor_name(legacy: &str) -> &str {
         .iter()
         .find(|(name, _)| *name == legacy)
         .map_or(legacy, |(_, successor)| successor)
+}
+
+/// How a report spells the methods the table classifies.
+#[derive(Debug, Default, Clone, Copy)]
+pub enum Naming {
+    /// userRegistrationDetails' `methodsRegistered`: the table's own names.
+    #[default]
+    Successor,
+    /// credentialUserRegistrationDetails' `authMethods`, read through [`successor_name`].
+    Legacy,
+}
+
+/// Users per registered method. Each method's class is looked up once, when the method is first
+/// seen, so classifying a user costs nothing beyond the lookups that count their methods.
+#[derive(Debug, Default)]
+pub struct MethodCounts {
+    naming: Naming,
+    methods: HashMap<String, MethodUsers>,
+}
+
+#[derive(Debug)]
+struct MethodUsers {
+    users: u64,
+    class: Option<Strength>,
+}
+
+impl MethodCounts {
+    pub fn new(naming: Naming) -> Self {
+        Self {
+            naming,
+            methods: HashMap::new(),
+        }
+    }
+
+    /// Counts one user's methods, each once even if listed twice, and returns the class of their
+    /// strongest known method: `none` when they have none.
+    pub fn add_user(&mut self, table: &StrengthTable, mut methods: Vec<String>) -> Strength {
+        methods.sort_unstable();
+        methods.dedup();
+        let naming = self.naming;
+        let mut strongest = Strength::None;
+        for method in methods {
+            let counted = self.methods.entry(method).or_insert_with_key(|m| {
+                let name = match naming {
+                    Naming::Successor => m.as_str(),
+                    Naming::Legacy => successor_name(m),
+                };
+                MethodUsers {
+                    users: 0,
+                    class: table.class_of(name),
+                }
+            });
+            counted.users += 1;
+            strongest = strongest.max(counted.class.unwrap_or(Strength::None));
+        }
+        strongest
+    }
+
+    /// Users per method.
+    pub fn users(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.methods
+            .iter()
+            .map(|(method, counted)| (method.as_str(), counted.users))
+    }
+
+    /// Methods the table does not know, with their users, sorted by name.
+    pub fn unknown(&self) -> Vec<(&str, u64)> {
+        let mut unknown: Vec<(&str, u64)> = self
+            .methods
+            .iter()
+            .filter(|(_, counted)| counted.class.is_none())
+            .map(|(method, counted)| (method.as_str(), counted.users))
+            .collect();
+        unknown.sort_unstable();
+        unknown
+    }
 }
 
 /// Logs each method outside the table once per tenant, with the users who registered it in
@@ -262,7 +329,9 @@ mod tests {
     }
 
     fn strongest(table: &StrengthTable, methods: &[&str]) -> &'static str {
-        table.strongest(methods.iter().copied()).label()
+        MethodCounts::default()
+            .add_user(table, methods.iter().map(|m| (*m).to_owned()).collect())
+            .label()
     }
 
     #[test]
@@ -323,8 +392,8 @@ mod tests {
     fn legacy_names_follow_their_successors() {
         let table = StrengthTable::default();
         let legacy = |methods: &[&str]| {
-            table
-                .strongest(methods.iter().map(|m| successor_name(m)))
+            MethodCounts::new(Naming::Legacy)
+                .add_user(&table, methods.iter().map(|m| (*m).to_owned()).collect())
                 .label()
         };
         assert_eq!(legacy(&["email", "fido"]), "phishingResistant");
@@ -432,6 +501,28 @@ mod tests {
             )]))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn method_counts_count_users_once_per_method_and_know_the_unknown() {
+        let table = StrengthTable::default();
+        let mut counts = MethodCounts::default();
+        let methods = |list: &[&str]| list.iter().map(|m| (*m).to_owned()).collect();
+        assert_eq!(
+            counts.add_user(&table, methods(&["qrCode", "mobilePhone", "mobilePhone"])),
+            Strength::PhoneMfa
+        );
+        assert_eq!(
+            counts.add_user(&table, methods(&["qrCode", "password"])),
+            Strength::None
+        );
+        let mut users: Vec<(&str, u64)> = counts.users().collect();
+        users.sort_unstable();
+        assert_eq!(users, [("mobilePhone", 1), ("password", 1), ("qrCode", 2)]);
+        assert_eq!(counts.unknown(), [("qrCode", 2)]);
+        let mut legacy = MethodCounts::new(Naming::Legacy);
+        legacy.add_user(&table, methods(&["appCode", "mobileSMS"]));
+        assert_eq!(legacy.unknown(), [("mobileSMS", 1)]);
     }
 
     #[test]

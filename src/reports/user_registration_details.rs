@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::groups::{GroupReader, Members};
-use super::strength::{self, Strength, StrengthCounts, StrengthTable};
+use super::strength::{self, MethodCounts, Strength, StrengthCounts, StrengthTable};
 use super::{AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, UNKNOWN, bool_label};
@@ -268,7 +268,7 @@ struct Cell {
     users: u64,
     features: [u64; 7],
     strength: StrengthCounts,
-    methods: HashMap<String, u64>,
+    methods: MethodCounts,
 }
 
 /// Counts for one configured group.
@@ -331,15 +331,9 @@ impl Aggregate {
             for (count, flag) in cell.features.iter_mut().zip(flags) {
                 *count += u64::from(flag);
             }
-            let mut methods = std::mem::take(&mut row.methods_registered);
-            // A user counts once per method even if Graph lists it twice.
-            methods.sort_unstable();
-            methods.dedup();
-            let class = self.strength.strongest(methods.iter().map(String::as_str));
+            let methods = std::mem::take(&mut row.methods_registered);
+            let class = cell.methods.add_user(&self.strength, methods);
             cell.strength.add(class);
-            for method in methods {
-                *cell.methods.entry(method).or_default() += 1;
-            }
             if let Some(id) = row.id {
                 self.count_groups(id, flags, class);
             }
@@ -384,17 +378,16 @@ impl Aggregate {
         let mut snapshot = Snapshot::default();
         let mut totals = RegistrationTotals::default();
         let mut all_methods: HashMap<String, u64> = HashMap::new();
+        let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
         for cell in self.cells.values() {
-            for (method, users) in &cell.methods {
-                *all_methods.entry(method.clone()).or_default() += users;
+            for (method, users) in cell.methods.users() {
+                *all_methods.entry(method.to_owned()).or_default() += users;
+            }
+            for (method, users) in cell.methods.unknown() {
+                *unknown.entry(method.to_owned()).or_default() += users;
             }
         }
         bounds.methods.admit(&all_methods);
-        let mut unknown_methods: Vec<(String, u64)> = all_methods
-            .into_iter()
-            .filter(|(method, _)| self.strength.class_of(method).is_none())
-            .collect();
-        unknown_methods.sort_unstable();
 
         for ((user_type, is_admin), cell) in &self.cells {
             let labels =
@@ -411,7 +404,7 @@ impl Aggregate {
                     *totals.by_feature.entry(feature).or_default() += users;
                 }
             }
-            for (method, users) in bounded(&bounds.methods, &cell.methods) {
+            for (method, users) in bounded(&bounds.methods, cell.methods.users()) {
                 snapshot.push(&METHOD_USERS, labels(method), users as f64);
                 *totals.by_method.entry(method.to_owned()).or_default() += users;
             }
@@ -446,7 +439,7 @@ impl Aggregate {
             ),
         ] {
             bound.admit(counts);
-            for (method, users) in bounded(bound, counts) {
+            for (method, users) in bounded(bound, counts.iter().map(|(m, n)| (m.as_str(), *n))) {
                 snapshot.push(def, vec![method.to_owned()], users as f64);
             }
         }
@@ -456,13 +449,16 @@ impl Aggregate {
         Scan {
             snapshot,
             totals,
-            unknown_methods,
+            unknown_methods: unknown.into_iter().collect(),
         }
     }
 }
 
 /// Counts summed per label after bounding, sorted by label.
-fn bounded<'a>(bound: &BoundedLabel, counts: &'a HashMap<String, u64>) -> Vec<(&'a str, u64)> {
+fn bounded<'a>(
+    bound: &BoundedLabel,
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Vec<(&'a str, u64)> {
     let mut by_label: BTreeMap<&str, u64> = BTreeMap::new();
     for (value, count) in counts {
         *by_label.entry(bound.label(value)).or_default() += count;
