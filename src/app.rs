@@ -10,9 +10,10 @@ use tracing::info;
 
 use crate::cli::{Cli, DemoScenario};
 use crate::collector::Metrics;
-use crate::config::{Config, CredentialConfig, TenantConfig};
+use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
 use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, GraphClient};
+use crate::reports::strength::StrengthTable;
 use crate::server::{self, AppState, TenantInfo};
 use crate::snapshot::Store;
 use crate::{Error, auth, poller};
@@ -31,6 +32,7 @@ pub async fn run(
         false => None,
     };
     let mut config = Config::load(&cli, env)?;
+    let strength = Arc::new(StrengthTable::with_overrides(&config.strength_classes)?);
     if let Some(fake) = &demo {
         use_demo_tenant(&mut config, fake)?;
     }
@@ -84,6 +86,7 @@ pub async fn run(
             client.clone(),
             store.clone(),
             config.failure_reason_limit,
+            strength.clone(),
             shutdown.clone(),
         ));
     }
@@ -153,6 +156,15 @@ fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
         },
         reports: config.reports.clone(),
         poll_interval: config.poll_interval.or(Some(DEMO_POLL_INTERVAL)),
+        // Every group the fake knows, one of them deleted (answered 404) to show the warning.
+        groups: fake
+            .groups()
+            .iter()
+            .map(|group| GroupConfig {
+                id: group.id.clone(),
+                name: group.name.clone(),
+            })
+            .collect(),
     }];
     Ok(())
 }

@@ -17,6 +17,8 @@ use crate::reports;
 pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
 /// Stale values are dropped once older than this many poll intervals.
 pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
+/// Groups per tenant: each is a `group` label value and a member read before every scan.
+pub const MAX_GROUPS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +48,9 @@ pub struct Config {
     pub failure_reason_limit: usize,
     /// The file's top-level `reports`, which every tenant starts from.
     pub reports: BTreeMap<String, ReportOverride>,
+    /// The file's `strength_classes` as written: class name → methods. The reports' strength
+    /// table checks and applies them.
+    pub strength_classes: BTreeMap<String, Vec<String>>,
     /// `--poll.interval`.
     pub poll_interval: Option<Duration>,
 }
@@ -72,6 +77,15 @@ pub struct TenantConfig {
     pub reports: BTreeMap<String, ReportOverride>,
     /// `--poll.interval`, used where no override sets an interval.
     pub poll_interval: Option<Duration>,
+    /// Groups whose members' registration is broken down, in the order configured.
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A group of a tenant: its Entra object id and its `group` label value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub id: String,
+    pub name: String,
 }
 
 /// How a tenant authenticates. Secrets are [`Secret`]s, whose `Debug` output is redacted.
@@ -136,6 +150,8 @@ struct FileConfig {
     #[serde(default)]
     reports: BTreeMap<String, ReportOverride>,
     failure_reason_limit: Option<usize>,
+    #[serde(default)]
+    strength_classes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +170,15 @@ struct FileTenant {
     managed_identity: bool,
     #[serde(default)]
     reports: BTreeMap<String, ReportOverride>,
+    #[serde(default)]
+    groups: Vec<FileGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGroup {
+    id: String,
+    name: Option<String>,
 }
 
 impl Config {
@@ -215,6 +240,7 @@ impl Config {
             tenants,
             failure_reason_limit,
             reports: file.reports,
+            strength_classes: file.strength_classes,
             poll_interval: cli.poll_interval,
         })
     }
@@ -376,7 +402,53 @@ fn resolve_file_tenant(
         credential,
         reports,
         poll_interval,
+        groups: resolve_groups(tenant.groups, &place)?,
     })
+}
+
+/// Checks a tenant's groups: at most [`MAX_GROUPS`], object ids that are GUIDs (they go into
+/// the request path), and no id or name twice (a name is a series).
+fn resolve_groups(groups: Vec<FileGroup>, place: &str) -> Result<Vec<GroupConfig>, ConfigError> {
+    if groups.len() > MAX_GROUPS {
+        return Err(invalid(format!(
+            "{place}.groups: {} groups; at most {MAX_GROUPS} per tenant",
+            groups.len()
+        )));
+    }
+    let mut resolved: Vec<GroupConfig> = Vec::with_capacity(groups.len());
+    for (index, group) in groups.into_iter().enumerate() {
+        let id = group.id.trim().to_ascii_lowercase();
+        if !is_object_id(&id) {
+            return Err(invalid(format!(
+                "{place}.groups[{index}].id {:?} is not a group object id (a GUID such as \
+                 0b1f0c5e-6a4d-4f3e-9b8a-1c2d3e4f5a6b, from the group's overview in the Entra admin center)",
+                group.id
+            )));
+        }
+        let name = group
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| id.clone());
+        if let Some(other) = resolved.iter().find(|g| g.id == id || g.name == name) {
+            let what = if other.id == id { "id" } else { "name" };
+            return Err(invalid(format!(
+                "{place}.groups[{index}]: {what} {:?} is used twice; each group needs its own id \
+                 and name (the `group` label)",
+                if other.id == id { &id } else { &name }
+            )));
+        }
+        resolved.push(GroupConfig { id, name });
+    }
+    Ok(resolved)
+}
+
+/// An Entra object id: a GUID, `8-4-4-4-12` hex digits.
+fn is_object_id(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// A single tenant from the Azure SDK's standard environment variables.
@@ -425,6 +497,7 @@ fn tenant_from_env(
         credential,
         reports: reports.clone(),
         poll_interval,
+        groups: Vec::new(),
     })
 }
 
@@ -712,10 +785,87 @@ tenants:
         let file: FileConfig = serde_saphyr::from_str(&readme[start..end]).unwrap();
         validate_report_names(&file.reports, "reports").unwrap();
         assert_eq!(file.tenants.len(), 4);
-        for tenant in &file.tenants {
+        for (index, tenant) in file.tenants.into_iter().enumerate() {
             validate_report_names(&tenant.reports, "tenant").unwrap();
+            assert_eq!(tenant.managed_identity, index == 3);
+            let groups = resolve_groups(tenant.groups, "tenant").unwrap();
+            assert_eq!(groups.len(), if index == 0 { 2 } else { 0 });
         }
-        assert!(file.tenants[3].managed_identity);
+        assert_eq!(file.strength_classes.len(), 1);
+    }
+
+    #[test]
+    fn groups_and_strength_classes() {
+        let config = load_yaml(
+            r#"
+strength_classes:
+  phishingResistant: [fido2SecurityKey, passKeyDeviceBound]
+  appMfa: [microsoftAuthenticatorPush]
+tenants:
+  - tenant_id: t
+    managed_identity: true
+    groups:
+      - {id: 0B1F0C5E-6A4D-4F3E-9B8A-1C2D3E4F5A6B, name: fido2-pilot}
+      - id: 1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f
+  - {tenant_id: u, managed_identity: true}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.tenants[0].groups,
+            [
+                GroupConfig {
+                    id: "0b1f0c5e-6a4d-4f3e-9b8a-1c2d3e4f5a6b".into(),
+                    name: "fido2-pilot".into()
+                },
+                GroupConfig {
+                    id: "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".into(),
+                    name: "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".into()
+                },
+            ]
+        );
+        assert!(config.tenants[1].groups.is_empty());
+        // Config keeps the classes as written; the strength table checks them.
+        assert_eq!(
+            config.strength_classes["phishingResistant"],
+            ["fido2SecurityKey", "passKeyDeviceBound"]
+        );
+        assert_eq!(config.strength_classes.len(), 2);
+    }
+
+    #[test]
+    fn group_mistakes_are_one_line_errors() {
+        let group = |i: usize| format!("{{id: 00000000-0000-4000-8000-{i:012}}}");
+        let many: Vec<String> = (0..=MAX_GROUPS).map(group).collect();
+        let tenant = |groups: &str| {
+            format!("tenants:\n  - {{tenant_id: t, managed_identity: true, groups: [{groups}]}}\n")
+        };
+        let hundred: Vec<String> = (0..MAX_GROUPS).map(group).collect();
+        assert_eq!(
+            load_yaml(&tenant(&hundred.join(", "))).unwrap().tenants[0]
+                .groups
+                .len(),
+            MAX_GROUPS
+        );
+        for (groups, needle) in [
+            (many.join(", "), "at most 100"),
+            ("{id: fido2-pilot}".to_owned(), "not a group object id"),
+            (
+                "{id: \"00000000-0000-4000-8000-000000000001/../../users\"}".to_owned(),
+                "not a group object id",
+            ),
+            (format!("{}, {}", group(1), group(1)), "id \"00000000"),
+            (
+                "{id: 00000000-0000-4000-8000-000000000001, name: a}, {id: 00000000-0000-4000-8000-000000000002, name: a}".to_owned(),
+                "name \"a\" is used twice",
+            ),
+            ("{name: a}".to_owned(), "parsing"),
+            ("{id: 00000000-0000-4000-8000-000000000001, colour: red}".to_owned(), "parsing"),
+        ] {
+            let err = load_yaml(&tenant(&groups)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{groups}: {err}");
+            assert!(!err.contains('\n'), "multi-line error for {groups}: {err}");
+        }
     }
 
     #[test]

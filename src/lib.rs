@@ -25,6 +25,8 @@ pub mod telemetry;
 pub enum Error {
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Strength(#[from] reports::strength::StrengthError),
     #[error("credential for tenant {tenant}: {source}")]
     Credential {
         tenant: String,

@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TenantConfig;
 use crate::graph::{GraphClient, GraphError, Unavailability};
+use crate::reports::strength::StrengthTable;
 use crate::reports::{self, BuildContext, ReportSpec, UNAVAILABLE_RETRY};
 use crate::snapshot::{Status, Store};
 
@@ -22,10 +23,11 @@ pub async fn run_tenant(
     graph: Arc<GraphClient>,
     store: Arc<Store>,
     failure_reason_limit: usize,
+    strength: Arc<StrengthTable>,
     shutdown: CancellationToken,
 ) {
     // One context per tenant: its reports share state with each other, never across tenants.
-    let context = BuildContext::new(failure_reason_limit);
+    let context = BuildContext::new(failure_reason_limit, strength, tenant.groups.clone().into());
     let mut loops = JoinSet::new();
     for spec in reports::ALL.iter().copied() {
         let settings = tenant.report_settings(spec.name, spec.default_interval);

@@ -51,9 +51,10 @@ const RANGES: [&str; 4] = [
 ];
 
 /// The variables a query may use: those `dashboards::Vars` gives a value for.
-const VARIABLES: [&str; 5] = [
+const VARIABLES: [&str; 6] = [
     "tenant",
     "period",
+    "group",
     "__rate_interval",
     "__interval",
     "__range",
@@ -672,6 +673,7 @@ fn vars() -> Vars {
         interval: "15s".to_owned(),
         range: "24h".to_owned(),
         period: "d7".to_owned(),
+        group: "fido2-pilot|finance".to_owned(),
     }
 }
 
@@ -942,6 +944,7 @@ fn substitute_replaces_every_spelling() {
         interval: "15s".into(),
         range: "6h".into(),
         period: "d7".into(),
+        group: "g".into(),
     };
     let expr = r#"rate(x{tenant=~"$tenant",t=~"${tenant}",u=~"${tenant:regex}",p=~"(?i)$period"}[$__rate_interval]) + y[$__range] + z[${__interval}]"#;
     assert_eq!(

@@ -88,3 +88,26 @@ fn bad_flag_value_is_rejected() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("mars"));
 }
+
+#[test]
+fn bad_strength_classes_are_one_line_errors() {
+    for (yaml, needle) in [
+        (
+            "strength_classes:\n  appMfa: [microsoftAuthenticatorPush, mobilePhone]\n",
+            r#"method \"mobilePhone\" is in both appMfa and phoneMfa"#,
+        ),
+        (
+            "strength_classes:\n  strong: [fido2SecurityKey]\n",
+            r#"unknown class \"strong\""#,
+        ),
+    ] {
+        let config = temp_file(yaml);
+        let mut command = common::demo_command();
+        command.arg(format!("--config.file={}", config.path().display()));
+        let (output, stderr) = run(command);
+        assert!(!output.status.success(), "{yaml}: {stderr}");
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains(needle), "{yaml}: {stderr}");
+    }
+}

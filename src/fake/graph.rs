@@ -1,5 +1,6 @@
-//! Request handling: the Entra token endpoint, the four legacy beta reports
-//! and their successors under `/reports/authenticationMethods`.
+//! Request handling: the Entra token endpoint, the four legacy beta reports,
+//! their successors under `/reports/authenticationMethods`, and group member
+//! lists.
 //!
 //! Order of checks for a Graph request: count it, check the bearer token,
 //! answer a retired path, apply a queued fault, then route. Faults therefore
@@ -20,11 +21,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Fault;
 use super::data::{Simulation, rfc3339, uuid_like};
+use super::groups::{member_page, transitive_members};
 use super::server::FakeResponse;
 use super::stats;
-use super::users::{UserRoles, UserTypes};
+use super::users::{UserRoles, UserTypes, user_id};
+use super::{FakeGroup, Fault};
 
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 const ENTRA_JSON: &str = "application/json; charset=utf-8";
@@ -48,6 +50,7 @@ pub(crate) struct Shared {
     pub(crate) client_secret: String,
     pub(crate) page_size: usize,
     pub(crate) token_lifetime: Duration,
+    pub(crate) groups: Vec<FakeGroup>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -565,6 +568,8 @@ enum Route {
     EventsSummary,
     MfaSignIns,
     PasswordChanges,
+    /// `/groups/{id}/transitiveMembers[/microsoft.graph.user]`.
+    GroupMembers(Version, String),
     /// A known report called with an argument Graph rejects.
     BadArgument {
         legacy: bool,
@@ -576,6 +581,12 @@ impl Route {
     /// `Err` names the segment Graph would complain about.
     fn parse(path: &str) -> Result<Route, String> {
         let trimmed = path.trim_end_matches('/');
+        for version in [Version::Beta, Version::V1] {
+            if let Some(rest) = strip_prefix_ci(trimmed, &format!("/{}/groups/", version.as_str()))
+            {
+                return Route::group(version, rest).ok_or_else(|| unknown_segment(trimmed));
+            }
+        }
         let (version, rest) = if let Some(rest) = strip_prefix_ci(trimmed, "/beta/reports/") {
             (Version::Beta, rest)
         } else if let Some(rest) = strip_prefix_ci(trimmed, "/v1.0/reports/") {
@@ -658,6 +669,18 @@ impl Route {
             Some(Route::PasswordChanges)
         } else {
             None
+        }
+    }
+
+    /// `{id}/transitiveMembers`, optionally cast to users (the fake's groups hold only users).
+    fn group(version: Version, rest: &str) -> Option<Route> {
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [id, members] | [id, members, "microsoft.graph.user"]
+                if members.eq_ignore_ascii_case("transitiveMembers") =>
+            {
+                Some(Route::GroupMembers(version, (*id).to_owned()))
+            }
+            _ => None,
         }
     }
 
@@ -838,6 +861,16 @@ async fn graph(
     let body = match report(shared, route, &query, include_unknown, next_link) {
         Ok(body) => body,
         Err(ReportError::BadArgument(message)) => return bad_request(&message),
+        Err(ReportError::NotFound(id)) => {
+            return Reply::graph_error(
+                StatusCode::NOT_FOUND,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+                ),
+                ids,
+            );
+        }
         Err(ReportError::Encode(err)) => {
             tracing::warn!(%err, "fake Graph: encoding a response failed");
             return Reply::graph_error(
@@ -932,6 +965,8 @@ impl Query {
 
 enum ReportError {
     BadArgument(String),
+    /// An object id that does not exist (any more).
+    NotFound(String),
     Encode(serde_json::Error),
 }
 
@@ -1104,7 +1139,36 @@ fn report(
             },
             forced_next_link.clone(),
         ),
+        Route::GroupMembers(version, id) => {
+            let ranges = transitive_members(&shared.groups, &id, sim.user_count())
+                .ok_or(ReportError::NotFound(id.clone()))?;
+            let cursor = usize::try_from(query.cursor).unwrap_or(usize::MAX);
+            let (users, cursor) = member_page(&ranges, cursor, page_size);
+            let value = users
+                .into_iter()
+                .map(|index| MemberRow {
+                    id: user_id(seed, index),
+                })
+                .collect();
+            let next = forced_next_link.clone().or_else(|| {
+                let top = query.top.unwrap_or(page_size);
+                cursor.map(|cursor| {
+                    format!(
+                        "{base}/{}/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id&$top={top}&$skiptoken={}",
+                        version.as_str(),
+                        encode_skiptoken(cursor as u64)
+                    )
+                })
+            });
+            encode(metadata(version, "users(id)"), Collection { value }, next)
+        }
     }
+}
+
+/// A member of a group as `$select=id` returns it.
+#[derive(Serialize)]
+struct MemberRow {
+    id: String,
 }
 
 fn encode<B: Serialize>(

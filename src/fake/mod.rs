@@ -22,6 +22,10 @@
 //!   - beta `GET …/userMfaSignInSummary` and
 //!     `GET …/userPasswordResetsAndChangesSummary`: one row per day for the
 //!     last 7 UTC days, oldest first
+//! - `GET /{v}/groups/{id}/transitiveMembers/microsoft.graph.user` (paged,
+//!   `{"id": …}` rows): the users of [`FakeGraphOptions::groups`], nested
+//!   groups included, each user once; 404 `Request_ResourceNotFound` for an
+//!   unknown or deleted group
 //!
 //! Every view derives from the same simulated users and usage events:
 //! `usersRegisteredBy*` equal the aggregated `userRegistrationDetails`,
@@ -51,6 +55,7 @@
 
 mod data;
 mod graph;
+mod groups;
 mod server;
 mod stats;
 pub mod tls;
@@ -60,6 +65,7 @@ mod users;
 mod tests;
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -98,6 +104,23 @@ pub struct FakeGraphOptions {
     pub registration_drift_per_hour: f64,
     /// What the usage events do over time.
     pub scenario: Scenario,
+    /// Groups for the member lists; the default is the demo's.
+    pub groups: Vec<FakeGroup>,
+}
+
+/// A group of the simulated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeGroup {
+    /// Object id, a GUID.
+    pub id: String,
+    /// Display name; the demo uses it as the `group` label.
+    pub name: String,
+    /// Direct user members: the users with these indices (clamped to `users`).
+    pub members: Range<usize>,
+    /// Ids of groups nested in this one: their transitive members are members of this one.
+    pub nested: Vec<String>,
+    /// Deleted since someone configured it: Graph answers 404.
+    pub deleted: bool,
 }
 
 /// A storyline for the usage events, e.g. to make a demo alert fire.
@@ -115,11 +138,12 @@ pub enum Scenario {
 
 impl Default for FakeGraphOptions {
     fn default() -> Self {
+        const USERS: usize = 250;
         FakeGraphOptions {
             tenant_id: "11111111-2222-3333-4444-555555555555".to_owned(),
             client_id: "demo-client-id".to_owned(),
             client_secret: "demo-client-secret".to_owned(),
-            users: 250,
+            users: USERS,
             page_size: 100,
             token_lifetime: Duration::from_secs(3600),
             seed: 42,
@@ -127,6 +151,7 @@ impl Default for FakeGraphOptions {
             initial_events: 200,
             registration_drift_per_hour: 30.0,
             scenario: Scenario::Steady,
+            groups: groups::demo_groups(USERS),
         }
     }
 }
@@ -220,6 +245,7 @@ impl FakeGraph {
             client_secret: opts.client_secret.clone(),
             page_size: opts.page_size,
             token_lifetime: opts.token_lifetime,
+            groups: opts.groups.clone(),
             state: Mutex::new(State::new(Simulation::new(&opts, SystemTime::now()))),
         });
         let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
@@ -264,6 +290,11 @@ impl FakeGraph {
 
     pub fn client_secret(&self) -> &str {
         &self.shared.client_secret
+    }
+
+    /// The tenant's groups, deleted ones included.
+    pub fn groups(&self) -> &[FakeGroup] {
+        &self.shared.groups
     }
 
     /// Successful token responses so far.

@@ -1388,3 +1388,85 @@ fn the_spike_scenario_floods_reset_failures_for_ten_minutes() -> TestResult {
     assert_eq!(failures(&spike, 661, 1800)?, failures(&steady, 661, 1800)?);
     Ok(())
 }
+
+#[tokio::test]
+async fn group_members_are_transitive_paged_and_deleted_groups_are_not_found() -> TestResult {
+    let (fake, client) = start(quiet()).await?;
+    let token = token(&fake, &client).await?;
+    let base = fake.base_url();
+    let (users, _) = all_pages(
+        &client,
+        &token,
+        &format!("{base}/v1.0/{AM}/userRegistrationDetails"),
+    )
+    .await?;
+    let members = |group: &FakeGroup, top: usize| {
+        format!(
+            "{base}/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top={top}",
+            group.id
+        )
+    };
+    let groups = fake.groups().to_vec();
+    let by_name = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or(name.to_owned())
+    };
+
+    // The pilot (users 0..30) nests wave 2 (users 20..50): 50 users, each listed once.
+    let pilot = by_name("fido2-pilot")?;
+    let (rows, pages) = all_pages(&client, &token, &members(pilot, 7)).await?;
+    assert_eq!((rows.len(), pages), (50, 8));
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    let expected: Vec<&str> = users[..50]
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert_eq!(ids, expected);
+    assert!(
+        rows.iter()
+            .all(|r| r.as_object().is_some_and(|o| o.len() == 1))
+    );
+    let (wave, _) = all_pages(
+        &client,
+        &token,
+        &members(by_name("fido2-pilot-wave-2")?, 999),
+    )
+    .await?;
+    assert_eq!(wave.len(), 30);
+    // beta serves the same list.
+    let beta = get_json(
+        &client,
+        &token,
+        &members(pilot, 999).replace("/v1.0/", "/beta/"),
+    )
+    .await?;
+    assert_eq!(beta["value"].as_array().map(Vec::len), Some(50));
+
+    // A deleted group and an id the tenant never had are 404, as Graph answers them.
+    let deleted = groups
+        .iter()
+        .find(|g| g.deleted)
+        .ok_or("no deleted group")?;
+    for url in [
+        members(deleted, 999),
+        format!(
+            "{base}/v1.0/groups/00000000-0000-4000-8000-000000000000/transitiveMembers/microsoft.graph.user"
+        ),
+    ] {
+        let resp = get(&client, &token, &url).await?;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{url}");
+        let body: Value = resp.json().await?;
+        assert_eq!(body["error"]["code"], "Request_ResourceNotFound");
+    }
+    let resp = get(
+        &client,
+        &token,
+        &format!("{base}/v1.0/groups/{}/owners", pilot.id),
+    )
+    .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fake.requests("transitiveMembers"), 8 + 1 + 1 + 2);
+    Ok(())
+}

@@ -39,6 +39,9 @@ const FIDO2: u16 = 1 << 8;
 const WINDOWS_HELLO: u16 = 1 << 9;
 const PASSKEY: u16 = 1 << 10;
 const EXTERNAL: u16 = 1 << 11;
+const AUTHENTICATOR_PASSWORDLESS: u16 = 1 << 12;
+/// A method newer than any strength table: it shows how the exporter treats unknown methods.
+const QR_CODE: u16 = 1 << 13;
 
 /// Legacy members in enum order, their names and their successor spelling.
 /// App passwords are no authentication method in the successor reports.
@@ -62,7 +65,7 @@ const LEGACY_METHODS: [(u16, &str, u16); 10] = [
 const REGISTRATION_EVOLVABLE: &[&str] = &["externalAuthMethod"];
 
 /// Successor method strings in the order the method summary lists them.
-const SUCCESSOR_METHODS: [(u16, &str); 12] = [
+const SUCCESSOR_METHODS: [(u16, &str); 14] = [
     (PASSWORD, "password"),
     (EMAIL, "email"),
     (MOBILE_PHONE, "mobilePhone"),
@@ -75,8 +78,13 @@ const SUCCESSOR_METHODS: [(u16, &str); 12] = [
     (WINDOWS_HELLO, "windowsHelloForBusiness"),
     (PASSKEY, "passKeyDeviceBound"),
     (EXTERNAL, "externalAuthMethod"),
+    (
+        AUTHENTICATOR_PASSWORDLESS,
+        "microsoftAuthenticatorPasswordless",
+    ),
+    (QR_CODE, "qrCode"),
 ];
-const PASSWORDLESS: u16 = FIDO2 | WINDOWS_HELLO | PASSKEY;
+const PASSWORDLESS: u16 = FIDO2 | WINDOWS_HELLO | PASSKEY | AUTHENTICATOR_PASSWORDLESS;
 
 /// registrationAuthMethod members with rough real-world popularity.
 const REGISTRATION_WEIGHTS: &[(u16, u32)] = &[
@@ -114,8 +122,8 @@ pub(crate) struct User {
     index: usize,
     /// Legacy registrationAuthMethod bits (`L_*`).
     legacy: u16,
-    /// Successor-only methods (`WINDOWS_HELLO`, `PASSKEY`) the legacy enum
-    /// cannot name.
+    /// Successor-only methods (`WINDOWS_HELLO`, `PASSKEY`, ...) the legacy
+    /// enum cannot name.
     newer: u16,
     is_registered: bool,
     is_enabled: bool,
@@ -198,7 +206,7 @@ impl User {
             .checked_sub(ago)
             .and_then(|t| t.checked_sub(ticks))
             .unwrap_or(whole_second);
-        User {
+        let mut user = User {
             index,
             legacy,
             newer,
@@ -214,7 +222,20 @@ impl User {
             prefers_voice: rng.random_bool(0.2),
             preferred,
             last_updated,
+        };
+        // Later additions draw last, so a seed keeps giving the same users otherwise. Every
+        // strength class gets users: Authenticator passwordless sign-in for some MFA users,
+        // and admins who are often (not always) given a FIDO2 key.
+        if is_mfa_registered && rng.random_bool(0.08) {
+            user.newer |= AUTHENTICATOR_PASSWORDLESS;
         }
+        if is_admin == Some(true) && is_mfa_registered && rng.random_bool(0.45) {
+            user.legacy |= L_FIDO;
+        }
+        if rng.random_bool(0.01) {
+            user.newer |= QR_CODE;
+        }
+        user
     }
 
     /// Whether a registration campaign still has something to sell this user.
@@ -257,7 +278,7 @@ impl User {
 
     pub(crate) fn legacy_row(&self, seed: u64, include_unknown: bool) -> LegacyRow {
         LegacyRow {
-            id: uuid_like(seed, STREAM_USER_ID, self.index as u64),
+            id: user_id(seed, self.index),
             user_principal_name: user_principal_name(self.index),
             user_display_name: user_display_name(self.index),
             auth_methods: LEGACY_METHODS
@@ -313,7 +334,7 @@ impl User {
             }),
         };
         SuccessorRow {
-            id: uuid_like(seed, STREAM_USER_ID, self.index as u64),
+            id: user_id(seed, self.index),
             user_principal_name: user_principal_name(self.index),
             user_display_name: user_display_name(self.index),
             user_type: self
@@ -390,6 +411,11 @@ pub(crate) struct SuccessorRow {
     system_preferred_authentication_methods: Option<Vec<&'static str>>,
     user_preferred_method_for_secondary_authentication: Option<&'static str>,
     last_updated_date_time: String,
+}
+
+/// The object id of the user at `index`: the same in every report and member list.
+pub(crate) fn user_id(seed: u64, index: usize) -> String {
+    uuid_like(seed, STREAM_USER_ID, index as u64)
 }
 
 pub(crate) fn user_principal_name(index: usize) -> String {

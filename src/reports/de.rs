@@ -117,6 +117,38 @@ pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D
         .collect())
 }
 
+/// A user object id, kept only as its hash ([`super::groups::id_hash`]) so that no id stays in
+/// memory; null, missing or empty is `None`. Borrowed strings are hashed in place.
+pub fn id_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct IdVisitor;
+
+    impl<'de> Visitor<'de> for IdVisitor {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object id string or null")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u64>, E> {
+            Ok((!v.is_empty()).then(|| super::groups::id_hash(v)))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_str(IdVisitor)
+        }
+    }
+
+    deserializer.deserialize_option(IdVisitor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +235,31 @@ mod tests {
         assert_eq!(timestamp("2023-03-13T19:15:41+02:00"), Some(1_678_727_741));
         assert_eq!(timestamp("yesterday"), None);
         assert_eq!(timestamp(""), None);
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Object {
+        #[serde(default, deserialize_with = "id_hash")]
+        id: Option<u64>,
+    }
+
+    #[test]
+    fn ids_become_hashes() {
+        let parse = |json| serde_json::from_str::<Object>(json).map(|o| o.id);
+        let hash = super::super::groups::id_hash("86462606-fde0-4fc4-9e0c-a20eb73e54c6");
+        assert_eq!(
+            parse(r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6"}"#).unwrap(),
+            Some(hash)
+        );
+        // An escaped string is the same id.
+        assert_eq!(
+            parse(r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c\u0036"}"#).unwrap(),
+            Some(hash)
+        );
+        assert_eq!(parse(r#"{"id":null}"#).unwrap(), None);
+        assert_eq!(parse(r#"{"id":""}"#).unwrap(), None);
+        assert_eq!(parse(r#"{}"#).unwrap(), None);
+        assert!(parse(r#"{"id":7}"#).is_err());
     }
 
     #[test]

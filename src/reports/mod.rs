@@ -5,6 +5,7 @@ mod activity;
 mod daily;
 mod de;
 mod events;
+mod groups;
 mod registered_by;
 
 pub mod events_summary;
@@ -16,17 +17,21 @@ pub mod registration_activity;
 pub mod registration_count;
 pub mod registration_details;
 pub mod signins_by_method;
+pub mod strength;
 pub mod usage_details;
 pub mod usage_summary;
 pub mod user_registration_details;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::config::GroupConfig;
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
+use strength::StrengthTable;
 
 /// Every report, in the order they are polled at start.
 pub const ALL: &[&ReportSpec] = &[
@@ -78,26 +83,53 @@ pub struct ReportSpec {
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     pub failure_reason_limit: usize,
+    /// The authentication strength classes, the same for every tenant.
+    pub strength: Arc<StrengthTable>,
+    /// The tenant's groups, broken down by the userRegistrationDetails scan.
+    pub groups: Arc<[GroupConfig]>,
     pub shared: Arc<TenantShared>,
 }
 
 impl BuildContext {
-    pub fn new(failure_reason_limit: usize) -> Self {
+    pub fn new(
+        failure_reason_limit: usize,
+        strength: Arc<StrengthTable>,
+        groups: Arc<[GroupConfig]>,
+    ) -> Self {
         Self {
             failure_reason_limit,
+            strength,
+            groups,
             shared: Arc::default(),
         }
     }
 }
 
-/// Results one report of a tenant publishes for others: the userRegistrationDetails totals
-/// that usersRegisteredByFeature/-Method fall back on when Graph refuses them app-only.
+/// Distinct unknown authentication methods remembered per tenant for logging them once; Graph
+/// adds a few a year, so more than this means garbage, which is not worth a line each.
+const UNKNOWN_METHODS_LOGGED: usize = 100;
+
+/// What the reports of one tenant share: the userRegistrationDetails totals that
+/// usersRegisteredByFeature/-Method fall back on when Graph refuses them app-only, and the
+/// unknown authentication methods already logged.
 #[derive(Debug, Default)]
 pub struct TenantShared {
     registration_totals: Mutex<Option<Arc<user_registration_details::RegistrationTotals>>>,
+    unknown_methods: Mutex<HashSet<String>>,
 }
 
 impl TenantShared {
+    /// True the first time a report of this tenant meets `method` outside the strength table.
+    pub fn first_unknown_method(&self, method: &str) -> bool {
+        let Ok(mut seen) = self.unknown_methods.lock() else {
+            return false;
+        };
+        if seen.contains(method) || seen.len() >= UNKNOWN_METHODS_LOGGED {
+            return false;
+        }
+        seen.insert(method.to_owned())
+    }
+
     pub fn publish_registration_totals(
         &self,
         totals: user_registration_details::RegistrationTotals,
@@ -143,3 +175,20 @@ const DELEGATED_SUMMARY_PERMISSION: &str = "application permission AuditLog.Read
 /// The legacy beta reports need Reports.Read.All; app-only calls also need Directory.Read.All
 /// for Graph's licence check (microsoft-graph-docs #12911).
 const LEGACY_PERMISSION: &str = "application permission Reports.Read.All plus Directory.Read.All (admin consent), and an Entra ID P1 or P2 licence";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_logged_once_per_tenant_and_remembered_within_bounds() {
+        let shared = TenantShared::default();
+        assert!(shared.first_unknown_method("qrCode"));
+        assert!(!shared.first_unknown_method("qrCode"));
+        assert!(TenantShared::default().first_unknown_method("qrCode"));
+        for i in 1..UNKNOWN_METHODS_LOGGED {
+            assert!(shared.first_unknown_method(&format!("method{i}")));
+        }
+        assert!(!shared.first_unknown_method("one-too-many"));
+    }
+}

@@ -3,13 +3,17 @@
 //! user names are not even deserialized, so memory holds counts, never users.
 //!
 //! Metrics: `entra_credential_details_users{is_registered,is_enabled,is_capable,is_mfa_registered}`
-//! (always all 16 combinations) and `entra_credential_method_registered_users{auth_method}`.
+//! (always all 16 combinations), `entra_credential_method_registered_users{auth_method}` and
+//! `entra_credential_strength_users{strength}`: users per class of their strongest method, by
+//! the successor's strength table ([`super::strength`]) under the methods' successor names.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::strength::{self, MethodCounts, Naming, StrengthCounts, StrengthTable};
 use super::{BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, bool_label};
@@ -20,7 +24,7 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: DETAILS_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("userRegistrationDetails"),
-    metrics: &[&DETAILS_USERS, &METHOD_USERS],
+    metrics: &[&DETAILS_USERS, &METHOD_USERS, &STRENGTH_USERS],
     build,
 };
 
@@ -48,6 +52,13 @@ pub static METHOD_USERS: MetricDef = MetricDef {
     labels: &["auth_method"],
 };
 
+pub static STRENGTH_USERS: MetricDef = MetricDef {
+    name: "entra_credential_strength_users",
+    help: "Users per authentication strength class of their strongest registered method (phishingResistant, passwordless, appMfa, phoneMfa, none), from the credential registration details as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["strength"],
+};
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
@@ -63,37 +74,51 @@ pub struct Row {
     pub is_mfa_registered: bool,
 }
 
-fn build(_: &BuildContext) -> Box<dyn Report> {
+fn build(context: &BuildContext) -> Box<dyn Report> {
     Box::new(RegistrationDetails {
         methods: BoundedLabel::new(METHOD_LIMIT),
+        context: context.clone(),
     })
 }
 
 struct RegistrationDetails {
     methods: BoundedLabel,
+    context: BuildContext,
 }
 
 #[async_trait]
 impl Report for RegistrationDetails {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError> {
-        let mut aggregate = Aggregate::default();
+        let mut aggregate = Aggregate::new(self.context.strength.clone());
         let rows = graph
             .for_each_page(SPEC.name, PATH, |rows: Vec<Row>| aggregate.add(rows))
             .await?;
+        strength::log_unknown_methods(&self.context.shared, aggregate.unknown_methods());
         let mut snapshot = aggregate.finish(&mut self.methods);
         snapshot.rows = rows;
         Ok(snapshot)
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregate {
+    strength: Arc<StrengthTable>,
     /// Indexed by the four flags as bits: registered, enabled, capable, MFA registered.
     combinations: [u64; 16],
-    methods: HashMap<String, u64>,
+    methods: MethodCounts,
+    classes: StrengthCounts,
 }
 
 impl Aggregate {
+    pub fn new(strength: Arc<StrengthTable>) -> Self {
+        Self {
+            strength,
+            combinations: [0; 16],
+            methods: MethodCounts::new(Naming::Legacy),
+            classes: StrengthCounts::default(),
+        }
+    }
+
     pub fn add(&mut self, rows: Vec<Row>) {
         for row in rows {
             let index = usize::from(row.is_registered)
@@ -101,18 +126,21 @@ impl Aggregate {
                 | usize::from(row.is_capable) << 2
                 | usize::from(row.is_mfa_registered) << 3;
             self.combinations[index] += 1;
-            let mut methods = row.auth_methods;
-            // A user counts once per method even if Graph lists it twice.
-            methods.sort_unstable();
-            methods.dedup();
-            for method in methods {
-                *self.methods.entry(method).or_default() += 1;
-            }
+            let class = self.methods.add_user(&self.strength, row.auth_methods);
+            self.classes.add(class);
         }
+    }
+
+    /// Methods the strength table does not know, with their users, sorted.
+    pub fn unknown_methods(&self) -> Vec<(&str, u64)> {
+        self.methods.unknown()
     }
 
     pub fn finish(self, bound: &mut BoundedLabel) -> Snapshot {
         let mut snapshot = Snapshot::default();
+        for (class, users) in self.classes.iter() {
+            snapshot.push(&STRENGTH_USERS, vec![class.to_owned()], users as f64);
+        }
         for (index, users) in self.combinations.iter().enumerate() {
             let flag = |bit: usize| bool_label(index & (1 << bit) != 0).to_owned();
             snapshot.push(
@@ -121,9 +149,14 @@ impl Aggregate {
                 *users as f64,
             );
         }
-        bound.admit(&self.methods);
+        let users: HashMap<String, u64> = self
+            .methods
+            .users()
+            .map(|(method, users)| (method.to_owned(), users))
+            .collect();
+        bound.admit(&users);
         let mut by_label: HashMap<&str, u64> = HashMap::new();
-        for (method, users) in &self.methods {
+        for (method, users) in &users {
             *by_label.entry(bound.label(method)).or_default() += users;
         }
         let mut methods: Vec<_> = by_label.into_iter().collect();
@@ -141,7 +174,7 @@ mod tests {
     use crate::graph::parse_page;
 
     fn aggregate(pages: &[&str], bound: &mut BoundedLabel) -> Result<Snapshot, serde_json::Error> {
-        let mut aggregate = Aggregate::default();
+        let mut aggregate = Aggregate::new(Arc::default());
         for json in pages {
             let (rows, _) = parse_page::<Row>(json.as_bytes())?;
             aggregate.add(rows);
@@ -247,5 +280,44 @@ mod tests {
             .is_err()
         );
         assert!(aggregate(&[r#"{"value":[{"isRegistered":1,"isEnabled":true,"isCapable":true,"isMfaRegistered":true}]}"#], &mut bound).is_err());
+    }
+
+    #[test]
+    fn users_count_once_in_the_class_of_their_strongest_legacy_method() {
+        let rows = r#"{"value":[
+          {"authMethods":["email","fido","mobilePhone"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":true},
+          {"authMethods":["appNotification","officePhone"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":true},
+          {"authMethods":["appCode"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":true},
+          {"authMethods":["alternateMobilePhone","email"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":true},
+          {"authMethods":["appPassword","securityQuestion"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":false},
+          {"authMethods":["mobileSMS"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":false},
+          {"authMethods":null,"isRegistered":false,"isEnabled":false,"isCapable":false,"isMfaRegistered":false}]}"#;
+        let (parsed, _) = parse_page::<Row>(rows.as_bytes()).unwrap();
+        let mut aggregate = Aggregate::new(Arc::default());
+        aggregate.add(parsed);
+        // The seed document's mobileSMS is no registrationAuthMethod: unknown, raising nobody.
+        assert_eq!(aggregate.unknown_methods(), [("mobileSMS", 1)]);
+        let s = aggregate.finish(&mut BoundedLabel::new(METHOD_LIMIT));
+        let classes: Vec<(&str, Option<f64>)> = [
+            "phishingResistant",
+            "passwordless",
+            "appMfa",
+            "phoneMfa",
+            "none",
+        ]
+        .into_iter()
+        .map(|class| (class, s.value(&STRENGTH_USERS, &[class])))
+        .collect();
+        assert_eq!(
+            classes,
+            [
+                ("phishingResistant", Some(1.0)),
+                ("passwordless", Some(0.0)),
+                ("appMfa", Some(2.0)),
+                ("phoneMfa", Some(1.0)),
+                ("none", Some(3.0)),
+            ]
+        );
+        assert_eq!(s.value(&METHOD_USERS, &["mobileSMS"]), Some(1.0));
     }
 }

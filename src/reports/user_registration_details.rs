@@ -12,12 +12,21 @@
 //! - `entra_authmethods_preferred_method_users{method}`: `none` when null or empty
 //! - `entra_authmethods_system_preferred_method_users{method}`: `none` when the list is empty
 //! - `entra_authmethods_details_last_updated_timestamp_seconds`: newest lastUpdatedDateTime
+//! - `entra_authmethods_strength_users{strength,user_type,is_admin}`: users per class of their
+//!   strongest method ([`super::strength`]), every class always present
+//! - `entra_authmethods_group_users{group}`, `entra_authmethods_group_feature_users{group,feature}`
+//!   and `entra_authmethods_group_strength_users{group,strength}` for the tenant's configured
+//!   groups, whose members are read before each scan ([`super::groups`]); a row's id is only
+//!   ever hashed, to test membership
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::groups::{GroupReader, Members};
+use super::strength::{self, MethodCounts, Strength, StrengthCounts, StrengthTable};
 use super::{AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, UNKNOWN, bool_label};
@@ -35,6 +44,10 @@ pub const SPEC: ReportSpec = ReportSpec {
         &PREFERRED_METHOD_USERS,
         &SYSTEM_PREFERRED_METHOD_USERS,
         &LAST_UPDATED,
+        &STRENGTH_USERS,
+        &GROUP_USERS,
+        &GROUP_FEATURE_USERS,
+        &GROUP_STRENGTH_USERS,
     ],
     build,
 };
@@ -107,6 +120,34 @@ pub static LAST_UPDATED: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub static STRENGTH_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_strength_users",
+    help: "Users per authentication strength class of their strongest registered method (phishingResistant, passwordless, appMfa, phoneMfa, none), by user type and admin role, from userRegistrationDetails as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["strength", "user_type", "is_admin"],
+};
+
+pub static GROUP_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_group_users",
+    help: "Users of the configured group (transitive members) found in userRegistrationDetails, as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["group"],
+};
+
+pub static GROUP_FEATURE_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_group_feature_users",
+    help: "Users of the configured group for whom the feature flag (ssprRegistered, mfaCapable, ...) is true, from userRegistrationDetails as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["group", "feature"],
+};
+
+pub static GROUP_STRENGTH_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_group_strength_users",
+    help: "Users of the configured group per authentication strength class of their strongest registered method, from userRegistrationDetails as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["group", "strength"],
+};
+
 /// What usersRegisteredByFeature and usersRegisteredByMethod report, computed from a complete
 /// scan.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -121,6 +162,9 @@ pub struct RegistrationTotals {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
+    /// Hashed at once: only group membership needs it.
+    #[serde(default, deserialize_with = "de::id_hash")]
+    pub id: Option<u64>,
     #[serde(default = "de::unknown", deserialize_with = "de::label")]
     pub user_type: String,
     #[serde(default, deserialize_with = "de::optional_flag")]
@@ -167,6 +211,7 @@ impl Row {
 fn build(context: &BuildContext) -> Box<dyn Report> {
     Box::new(UserRegistrationDetails {
         bounds: Bounds::default(),
+        groups: GroupReader::new(context.groups.clone()),
         context: context.clone(),
     })
 }
@@ -191,58 +236,106 @@ impl Default for Bounds {
 
 struct UserRegistrationDetails {
     bounds: Bounds,
+    groups: GroupReader,
     context: BuildContext,
 }
 
 #[async_trait]
 impl Report for UserRegistrationDetails {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError> {
-        let mut aggregate = Aggregate::default();
+        // Members first, so that the scan can count them as its rows go by.
+        let members = self.groups.read(graph, SPEC.name).await;
+        let mut aggregate = Aggregate::new(self.context.strength.clone()).with_groups(members);
         let rows = graph
             .for_each_page(SPEC.name, PATH, |page: Vec<Row>| aggregate.add(page))
             .await?;
-        let (mut snapshot, totals) = aggregate.finish(&mut self.bounds);
-        snapshot.rows = rows;
-        self.context.shared.publish_registration_totals(totals);
-        Ok(snapshot)
+        let mut scan = aggregate.finish(&mut self.bounds);
+        scan.snapshot.rows = rows;
+        strength::log_unknown_methods(
+            &self.context.shared,
+            scan.unknown_methods
+                .iter()
+                .map(|(m, users)| (m.as_str(), *users)),
+        );
+        self.context.shared.publish_registration_totals(scan.totals);
+        Ok(scan.snapshot)
     }
 }
 
-/// Counts for one (user_type, is_admin) group.
+/// Counts for one (user_type, is_admin) cell.
 #[derive(Debug, Default)]
-struct Group {
+struct Cell {
     users: u64,
     features: [u64; 7],
-    methods: HashMap<String, u64>,
+    strength: StrengthCounts,
+    methods: MethodCounts,
 }
 
+/// Counts for one configured group.
 #[derive(Debug, Default)]
+struct GroupCounts {
+    users: u64,
+    features: [u64; 7],
+    strength: StrengthCounts,
+}
+
+/// What a complete scan yields.
+#[derive(Debug)]
+pub struct Scan {
+    pub snapshot: Snapshot,
+    pub totals: RegistrationTotals,
+    /// Methods users registered that the strength table does not know, with their users.
+    pub unknown_methods: Vec<(String, u64)>,
+}
+
+#[derive(Debug)]
 pub struct Aggregate {
-    groups: BTreeMap<(String, &'static str), Group>,
+    strength: Arc<StrengthTable>,
+    cells: BTreeMap<(String, &'static str), Cell>,
+    groups: Vec<(Members, GroupCounts)>,
     preferred: HashMap<String, u64>,
     system_preferred: HashMap<String, u64>,
     newest: Option<i64>,
 }
 
 impl Aggregate {
+    pub fn new(strength: Arc<StrengthTable>) -> Self {
+        Self {
+            strength,
+            cells: BTreeMap::new(),
+            groups: Vec::new(),
+            preferred: HashMap::new(),
+            system_preferred: HashMap::new(),
+            newest: None,
+        }
+    }
+
+    /// Also counts the members of these groups.
+    pub(crate) fn with_groups(mut self, groups: Vec<Members>) -> Self {
+        self.groups = groups
+            .into_iter()
+            .map(|members| (members, GroupCounts::default()))
+            .collect();
+        self
+    }
+
     pub fn add(&mut self, rows: Vec<Row>) {
         for mut row in rows {
             let flags = row.flags();
             let is_admin = row.is_admin.map_or(UNKNOWN, bool_label);
-            let group = self
-                .groups
+            let cell = self
+                .cells
                 .entry((std::mem::take(&mut row.user_type), is_admin))
                 .or_default();
-            group.users += 1;
-            for (count, flag) in group.features.iter_mut().zip(flags) {
+            cell.users += 1;
+            for (count, flag) in cell.features.iter_mut().zip(flags) {
                 *count += u64::from(flag);
             }
-            let mut methods = std::mem::take(&mut row.methods_registered);
-            // A user counts once per method even if Graph lists it twice.
-            methods.sort_unstable();
-            methods.dedup();
-            for method in methods {
-                *group.methods.entry(method).or_default() += 1;
+            let methods = std::mem::take(&mut row.methods_registered);
+            let class = cell.methods.add_user(&self.strength, methods);
+            cell.strength.add(class);
+            if let Some(id) = row.id {
+                self.count_groups(id, flags, class);
             }
 
             let preferred = match row
@@ -269,35 +362,68 @@ impl Aggregate {
         }
     }
 
-    pub fn finish(self, bounds: &mut Bounds) -> (Snapshot, RegistrationTotals) {
+    fn count_groups(&mut self, id: u64, flags: [bool; 7], class: Strength) {
+        for (members, counts) in &mut self.groups {
+            if members.contains(id) {
+                counts.users += 1;
+                for (count, flag) in counts.features.iter_mut().zip(flags) {
+                    *count += u64::from(flag);
+                }
+                counts.strength.add(class);
+            }
+        }
+    }
+
+    pub fn finish(self, bounds: &mut Bounds) -> Scan {
         let mut snapshot = Snapshot::default();
         let mut totals = RegistrationTotals::default();
         let mut all_methods: HashMap<String, u64> = HashMap::new();
-        for group in self.groups.values() {
-            for (method, users) in &group.methods {
-                *all_methods.entry(method.clone()).or_default() += users;
+        let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
+        for cell in self.cells.values() {
+            for (method, users) in cell.methods.users() {
+                *all_methods.entry(method.to_owned()).or_default() += users;
+            }
+            for (method, users) in cell.methods.unknown() {
+                *unknown.entry(method.to_owned()).or_default() += users;
             }
         }
         bounds.methods.admit(&all_methods);
 
-        for ((user_type, is_admin), group) in &self.groups {
+        for ((user_type, is_admin), cell) in &self.cells {
             let labels =
                 |first: &str| vec![first.to_owned(), user_type.clone(), (*is_admin).to_owned()];
             snapshot.push(
                 &USERS,
                 vec![user_type.clone(), (*is_admin).to_owned()],
-                group.users as f64,
+                cell.users as f64,
             );
-            totals.users += group.users;
-            for (feature, users) in FEATURES.iter().zip(group.features) {
+            totals.users += cell.users;
+            for (feature, users) in FEATURES.iter().zip(cell.features) {
                 snapshot.push(&FEATURE_USERS, labels(feature), users as f64);
                 if SUMMARY_FEATURES.contains(feature) {
                     *totals.by_feature.entry(feature).or_default() += users;
                 }
             }
-            for (method, users) in bounded(&bounds.methods, &group.methods) {
+            for (method, users) in bounded(&bounds.methods, cell.methods.users()) {
                 snapshot.push(&METHOD_USERS, labels(method), users as f64);
                 *totals.by_method.entry(method.to_owned()).or_default() += users;
+            }
+            for (class, users) in cell.strength.iter() {
+                snapshot.push(&STRENGTH_USERS, labels(class), users as f64);
+            }
+        }
+        for (members, counts) in &self.groups {
+            let labels = |second: &str| vec![members.name.clone(), second.to_owned()];
+            snapshot.push(
+                &GROUP_USERS,
+                vec![members.name.clone()],
+                counts.users as f64,
+            );
+            for (feature, users) in FEATURES.iter().zip(counts.features) {
+                snapshot.push(&GROUP_FEATURE_USERS, labels(feature), users as f64);
+            }
+            for (class, users) in counts.strength.iter() {
+                snapshot.push(&GROUP_STRENGTH_USERS, labels(class), users as f64);
             }
         }
         for (def, counts, bound) in [
@@ -313,19 +439,26 @@ impl Aggregate {
             ),
         ] {
             bound.admit(counts);
-            for (method, users) in bounded(bound, counts) {
+            for (method, users) in bounded(bound, counts.iter().map(|(m, n)| (m.as_str(), *n))) {
                 snapshot.push(def, vec![method.to_owned()], users as f64);
             }
         }
         if let Some(newest) = self.newest {
             snapshot.push(&LAST_UPDATED, vec![], newest as f64);
         }
-        (snapshot, totals)
+        Scan {
+            snapshot,
+            totals,
+            unknown_methods: unknown.into_iter().collect(),
+        }
     }
 }
 
 /// Counts summed per label after bounding, sorted by label.
-fn bounded<'a>(bound: &BoundedLabel, counts: &'a HashMap<String, u64>) -> Vec<(&'a str, u64)> {
+fn bounded<'a>(
+    bound: &BoundedLabel,
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Vec<(&'a str, u64)> {
     let mut by_label: BTreeMap<&str, u64> = BTreeMap::new();
     for (value, count) in counts {
         *by_label.entry(bound.label(value)).or_default() += count;
@@ -339,7 +472,16 @@ mod tests {
     use crate::graph::parse_page;
 
     fn scan(pages: &[&str]) -> Result<(Snapshot, RegistrationTotals), serde_json::Error> {
-        let mut aggregate = Aggregate::default();
+        let scan = scan_with(pages, StrengthTable::default(), Vec::new())?;
+        Ok((scan.snapshot, scan.totals))
+    }
+
+    fn scan_with(
+        pages: &[&str],
+        table: StrengthTable,
+        groups: Vec<Members>,
+    ) -> Result<Scan, serde_json::Error> {
+        let mut aggregate = Aggregate::new(Arc::new(table)).with_groups(groups);
         for page in pages {
             let (rows, _) = parse_page::<Row>(page.as_bytes())?;
             aggregate.add(rows);
@@ -471,5 +613,226 @@ mod tests {
             s.value(&METHOD_USERS, &["other", "member", "false"]),
             Some(10.0)
         );
+    }
+
+    /// A row with just what strength and groups need; every flag false but MFA registered.
+    fn row(id: &str, user_type: &str, is_admin: bool, methods: &[&str]) -> String {
+        format!(
+            r#"{{"id":"{id}","userType":"{user_type}","isAdmin":{is_admin},"isSsprRegistered":false,"isSsprEnabled":false,"isSsprCapable":false,"isMfaRegistered":{mfa},"isMfaCapable":false,"isPasswordlessCapable":false,"methodsRegistered":{methods}}}"#,
+            mfa = methods.len() > 1,
+            methods = serde_json::to_string(methods).unwrap(),
+        )
+    }
+
+    fn page(rows: &[String]) -> String {
+        format!(r#"{{"value":[{}]}}"#, rows.join(","))
+    }
+
+    fn classes(s: &Snapshot, def: &'static MetricDef, rest: &[&str]) -> Vec<(String, f64)> {
+        Strength::ALL
+            .iter()
+            .map(|class| {
+                let mut labels = vec![class.label()];
+                labels.extend_from_slice(rest);
+                (
+                    class.label().to_owned(),
+                    s.value(def, &labels).unwrap_or(-1.0),
+                )
+            })
+            .collect()
+    }
+
+    fn expect(values: [f64; 5]) -> Vec<(String, f64)> {
+        Strength::ALL
+            .iter()
+            .zip(values)
+            .map(|(class, v)| (class.label().to_owned(), v))
+            .collect()
+    }
+
+    #[test]
+    fn each_user_counts_once_in_the_class_of_the_strongest_method() {
+        let rows = [
+            row(
+                "a",
+                "member",
+                true,
+                &["password", "fido2SecurityKey", "mobilePhone"],
+            ),
+            row("b", "member", true, &["password", "mobilePhone"]),
+            row(
+                "c",
+                "member",
+                false,
+                &["password", "microsoftAuthenticatorPush", "officePhone"],
+            ),
+            row(
+                "d",
+                "member",
+                false,
+                &[
+                    "password",
+                    "microsoftAuthenticatorPasswordless",
+                    "softwareOneTimePasscode",
+                ],
+            ),
+            row("e", "member", false, &["password"]),
+            row("f", "guest", false, &["email", "qrCode"]),
+            row(
+                "g",
+                "guest",
+                false,
+                &["passKeySynced", "passKeySynced", "email"],
+            ),
+        ];
+        let nulls = r#"{"value":[{"userType":null,"isAdmin":null,"isSsprRegistered":false,"isSsprEnabled":false,"isSsprCapable":false,"isMfaRegistered":false,"isMfaCapable":false,"isPasswordlessCapable":false,"methodsRegistered":null}]}"#;
+        let scan = scan_with(&[&page(&rows), nulls], StrengthTable::default(), Vec::new()).unwrap();
+        let s = &scan.snapshot;
+        assert_eq!(
+            classes(s, &STRENGTH_USERS, &["member", "true"]),
+            expect([1.0, 0.0, 0.0, 1.0, 0.0])
+        );
+        assert_eq!(
+            classes(s, &STRENGTH_USERS, &["member", "false"]),
+            expect([0.0, 1.0, 1.0, 0.0, 1.0])
+        );
+        assert_eq!(
+            classes(s, &STRENGTH_USERS, &["guest", "false"]),
+            expect([1.0, 0.0, 0.0, 0.0, 1.0])
+        );
+        assert_eq!(
+            classes(s, &STRENGTH_USERS, &["unknown", "unknown"]),
+            expect([0.0, 0.0, 0.0, 0.0, 1.0])
+        );
+        // Summed over strength, the classes are the users.
+        let strength_total: f64 = s
+            .samples
+            .iter()
+            .filter(|x| std::ptr::eq(x.metric, &STRENGTH_USERS))
+            .map(|x| x.value)
+            .sum();
+        assert_eq!(strength_total, 8.0);
+        assert_eq!(scan.totals.users, 8);
+        // The unknown method raised nobody, is reported for logging and still counted as a method.
+        assert_eq!(scan.unknown_methods, [("qrCode".to_owned(), 1)]);
+        assert_eq!(
+            s.value(&METHOD_USERS, &["qrCode", "guest", "false"]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn an_overridden_table_moves_users_between_classes() {
+        let rows = [
+            row(
+                "a",
+                "member",
+                false,
+                &["password", "passKeySynced", "mobilePhone"],
+            ),
+            row(
+                "b",
+                "member",
+                false,
+                &["password", "externalAuthMethod", "mobilePhone"],
+            ),
+            row(
+                "c",
+                "member",
+                false,
+                &["password", "windowsHelloForBusiness"],
+            ),
+        ];
+        let table = StrengthTable::with_overrides(&BTreeMap::from([
+            (
+                "phishingResistant".to_owned(),
+                vec![
+                    "fido2SecurityKey".to_owned(),
+                    "windowsHelloForBusiness".to_owned(),
+                ],
+            ),
+            (
+                "appMfa".to_owned(),
+                vec!["microsoftAuthenticatorPush".to_owned()],
+            ),
+        ]))
+        .unwrap();
+        let scan = scan_with(&[&page(&rows)], table, Vec::new()).unwrap();
+        assert_eq!(
+            classes(&scan.snapshot, &STRENGTH_USERS, &["member", "false"]),
+            expect([1.0, 0.0, 0.0, 2.0, 0.0])
+        );
+        assert_eq!(
+            scan.unknown_methods,
+            [
+                ("externalAuthMethod".to_owned(), 1),
+                ("passKeySynced".to_owned(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_count_their_members_found_in_the_scan() {
+        let rows = [
+            row(
+                "a",
+                "member",
+                true,
+                &["password", "fido2SecurityKey", "mobilePhone"],
+            ),
+            row("b", "member", false, &["password", "mobilePhone"]),
+            row("c", "guest", false, &["password"]),
+        ];
+        let no_id = r#"{"value":[{"userType":"member","isSsprRegistered":true,"isSsprEnabled":false,"isSsprCapable":false,"isMfaRegistered":false,"isMfaCapable":false,"isPasswordlessCapable":false}]}"#;
+        let members = |name: &str, ids: &[&str]| {
+            Members::new(
+                name.to_owned(),
+                ids.iter()
+                    .map(|id| super::super::groups::id_hash(id))
+                    .collect(),
+            )
+        };
+        let scan = scan_with(
+            &[&page(&rows), no_id],
+            StrengthTable::default(),
+            vec![
+                // "x" is a member Graph listed who is not in the report.
+                members("pilot", &["a", "b", "x"]),
+                members("guests", &["c"]),
+                members("empty", &[]),
+            ],
+        )
+        .unwrap();
+        let s = &scan.snapshot;
+        assert_eq!(s.value(&GROUP_USERS, &["pilot"]), Some(2.0));
+        assert_eq!(s.value(&GROUP_USERS, &["guests"]), Some(1.0));
+        assert_eq!(s.value(&GROUP_USERS, &["empty"]), Some(0.0));
+        assert_eq!(
+            s.value(&GROUP_FEATURE_USERS, &["pilot", "mfaRegistered"]),
+            Some(2.0)
+        );
+        assert_eq!(
+            s.value(&GROUP_FEATURE_USERS, &["pilot", "ssprRegistered"]),
+            Some(0.0)
+        );
+        let group_classes = |group: &str| {
+            Strength::ALL
+                .iter()
+                .map(|c| {
+                    s.value(&GROUP_STRENGTH_USERS, &[group, c.label()])
+                        .unwrap_or(-1.0)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(group_classes("pilot"), [1.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(group_classes("guests"), [0.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(group_classes("empty"), [0.0; 5]);
+        for group in ["pilot", "guests", "empty"] {
+            for feature in FEATURES {
+                assert!(s.value(&GROUP_FEATURE_USERS, &[group, feature]).is_some());
+            }
+        }
+        // No id ever becomes a label.
+        assert!(!format!("{s:?}").contains("\"a\""));
     }
 }

@@ -178,6 +178,8 @@ pub struct Vars {
     pub range: String,
     /// `$period`: the SSPR dashboard's summary period, `d1`, `d7` or `d30`.
     pub period: String,
+    /// `$group`: the overview's groups, a regular expression like `$tenant` (`.+` for All).
+    pub group: String,
 }
 
 impl Vars {
@@ -185,6 +187,7 @@ impl Vars {
         Some(match name {
             "tenant" => &self.tenant,
             "period" => &self.period,
+            "group" => &self.group,
             "__rate_interval" => &self.rate_interval,
             "__interval" => &self.interval,
             "__range" => &self.range,

@@ -5,6 +5,7 @@
 
 pub mod dashboards;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -250,6 +251,135 @@ pub fn value(text: &str, series: &str) -> Option<f64> {
         .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Every sample of a metric family: its labels and value.
+pub fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(inner) => {
+                    let (labels, value) = inner.rsplit_once("} ")?;
+                    (parse_labels(labels), value)
+                }
+                None => (BTreeMap::new(), rest.strip_prefix(' ')?),
+            };
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `a="x",b="y \"quoted\""` as a map; escapes are undone.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() || chars.next() != Some('"') {
+            return labels;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                _ => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_owned(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
+
+/// Reads the fake's Graph directly over TLS with a token of its own: the oracle that tests and
+/// benches compare the exporter with.
+pub struct FakeReader {
+    client: reqwest::Client,
+    token: String,
+    base: String,
+}
+
+impl FakeReader {
+    pub async fn new(fake: &FakeGraph) -> FakeReader {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).expect("fake CA")
+            ])
+            .build()
+            .expect("client");
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "client_credentials"),
+                ("client_id", fake.client_id()),
+                ("client_secret", fake.client_secret()),
+                ("scope", &format!("{}/.default", fake.base_url())),
+            ])
+            .finish();
+        let token: serde_json::Value = client
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                fake.base_url(),
+                fake.tenant_id()
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token JSON");
+        FakeReader {
+            client,
+            token: token["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            base: fake.base_url(),
+        }
+    }
+
+    /// The body of `GET {base}{path}` (or of an absolute URL), which must succeed.
+    pub async fn get(&self, path_or_url: &str) -> Vec<u8> {
+        let url = match path_or_url.starts_with("https://") {
+            true => path_or_url.to_owned(),
+            false => format!("{}{path_or_url}", self.base),
+        };
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header("Prefer", "include-unknown-enum-members")
+            .send()
+            .await
+            .expect("fake answers");
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.bytes().await.expect("body").to_vec()
+    }
+
+    /// Every row of a paged collection.
+    pub async fn rows(&self, path: &str) -> Vec<serde_json::Value> {
+        let mut rows = Vec::new();
+        let mut next = Some(path.to_owned());
+        while let Some(url) = next {
+            let page: serde_json::Value =
+                serde_json::from_slice(&self.get(&url).await).expect("page JSON");
+            rows.extend(page["value"].as_array().expect("value").iter().cloned());
+            next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        }
+        rows
+    }
 }
 
 /// The sum of every sample of a metric family.
