@@ -7,6 +7,9 @@ mod de;
 mod events;
 mod registered_by;
 
+#[cfg(test)]
+mod properties;
+
 pub mod events_summary;
 pub mod mfa_signins;
 pub mod password_events;
