@@ -190,7 +190,7 @@ async fn successor_event_counters_count_like_the_legacy_ones() {
     })
     .await;
     let config = common::temp_file(
-        "reports:\n  userEventsSummary: {interval: 500ms}\n  userCredentialUsageDetails: {interval: 500ms}\n",
+        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
     );
     let exporter = Exporter::start(
         &fake,

@@ -95,7 +95,7 @@ fn https_url(exporter: &Exporter, path: &str) -> String {
 }
 
 /// A client that trusts only `ca`, optionally presenting a client certificate.
-fn client(ca: &str, identity: Option<&(String, String)>) -> reqwest::ClientBuilder {
+fn tls_client(ca: &str, identity: Option<&(String, String)>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
         .pool_max_idle_per_host(0)
@@ -161,7 +161,8 @@ async fn tls_basic_auth_headers_and_reloads() {
     let logs = exporter.logs();
     assert!(logs.contains(r#""tls":true"#), "{logs}");
     let metrics = https_url(&exporter, "/metrics");
-    let client = client(&ca.pem, None).build().unwrap();
+    let trusting = tls_client(&ca.pem, None).build().unwrap();
+    let client = &trusting;
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new().get(&exporter.url).send().await;
@@ -262,7 +263,7 @@ async fn tls_basic_auth_headers_and_reloads() {
         "web.yml",
         &format!("{}{}", tls_block(""), users("new-password")),
     );
-    let renewed = client(&new_ca.pem, None).build().unwrap();
+    let renewed = tls_client(&new_ca.pem, None).build().unwrap();
     let started = Instant::now();
     while status(&renewed, &metrics, Some(("alice", "new-password"))).await != Some(200) {
         assert!(
@@ -319,9 +320,9 @@ async fn every_client_auth_type_and_tls_version() {
     let url = https_url(&exporter, "/healthz");
     let good = client_ca.leaf(false);
     let rogue = rogue_ca.leaf(false);
-    let none = client(&server_ca.pem, None).build().unwrap();
-    let with_good = client(&server_ca.pem, Some(&good)).build().unwrap();
-    let with_rogue = client(&server_ca.pem, Some(&rogue)).build().unwrap();
+    let none = tls_client(&server_ca.pem, None).build().unwrap();
+    let with_good = tls_client(&server_ca.pem, Some(&good)).build().unwrap();
+    let with_rogue = tls_client(&server_ca.pem, Some(&rogue)).build().unwrap();
 
     // NoClientCert: nobody is asked.
     assert_eq!(status(&none, &url, None).await, Some(200));
@@ -362,14 +363,14 @@ async fn every_client_auth_type_and_tls_version() {
 
     // TLS versions.
     rewrite(&exporter, &files, &tls_block("  min_version: TLS13\n")).await;
-    let tls12 = client(&server_ca.pem, None)
+    let tls12 = tls_client(&server_ca.pem, None)
         .max_tls_version(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
     assert_eq!(status(&tls12, &url, None).await, None);
     assert_eq!(status(&none, &url, None).await, Some(200));
     rewrite(&exporter, &files, &tls_block("  max_version: TLS12\n")).await;
-    let tls13 = client(&server_ca.pem, None)
+    let tls13 = tls_client(&server_ca.pem, None)
         .min_tls_version(reqwest::tls::Version::TLS_1_3)
         .build()
         .unwrap();
