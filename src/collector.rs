@@ -3,8 +3,10 @@
 //! - families derived from the [`Store`] (every report's metrics and the per-report poll state
 //!   below) are rendered to text once per change of the store and kept as bytes, with their
 //!   gzip form made once, on the first scrape that asks for it;
-//! - the prometheus [`Registry`] in [`Metrics`] (process metrics, Graph request counters, build
-//!   and web-config info: small, continuously changing) is encoded on each scrape.
+//! - the prometheus [`Registry`] in [`Metrics`] (Graph request counters, build and web-config
+//!   info: small, continuously changing) is encoded on each scrape;
+//! - the process metrics (`process_*`) are read at most once a second: reading them opens and
+//!   parses several `/proc` files, which would otherwise be most of a scrape's cost under load.
 //!
 //! A new report family is a [`MetricDef`] in its report's `metrics`; a new exporter-level
 //! metric is registered in [`Metrics::new`]. The registry reserves every Store-derived name, so
@@ -114,53 +116,11 @@ impl Metrics {
         web_config_reload_successful.set(1);
         registry.register(Box::new(web_config_reload_successful.clone()))?;
 
-        #[cfg(target_os = "linux")]
-        registry.register(Box::new(Sampled::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        )))?;
-
         Ok(Self {
             registry,
             graph_requests,
             web_config_reload_successful,
         })
-    }
-}
-
-/// A collector read at most once per [`Sampled::PERIOD`]; scrapes in between get the same
-/// values. The process collector opens and parses several `/proc` files on each read, which
-/// would otherwise be most of a scrape's cost under load.
-struct Sampled<C> {
-    inner: C,
-    last: Mutex<Option<(Instant, Vec<MetricFamily>)>>,
-}
-
-impl<C: Collector> Sampled<C> {
-    const PERIOD: Duration = Duration::from_secs(1);
-
-    fn new(inner: C) -> Self {
-        Self {
-            inner,
-            last: Mutex::new(None),
-        }
-    }
-}
-
-impl<C: Collector> Collector for Sampled<C> {
-    fn desc(&self) -> Vec<&Desc> {
-        self.inner.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        match &*last {
-            Some((at, families)) if at.elapsed() < Self::PERIOD => families.clone(),
-            _ => {
-                let families = self.inner.collect();
-                *last = Some((Instant::now(), families.clone()));
-                families
-            }
-        }
     }
 }
 
@@ -215,11 +175,57 @@ impl Collector for ReservedNames {
     }
 }
 
-/// The telemetry path's content: the cached Store-derived text and the registry.
+/// The telemetry path's content: the cached Store-derived text, the sampled process metrics and
+/// the registry.
 pub struct Exposition {
     store: Arc<Store>,
     registry: Registry,
+    process: Sampled,
     cached: Mutex<Arc<Rendered>>,
+    /// The compressed end of the last gzip answer, reused while neither part changed.
+    gzip_tail: Mutex<Option<GzipTail>>,
+}
+
+struct GzipTail {
+    head: Arc<Rendered>,
+    text: Vec<u8>,
+    compressed: Bytes,
+}
+
+/// A registry encoded at most once per [`Sampled::PERIOD`]; scrapes in between share the text.
+struct Sampled {
+    registry: Registry,
+    last: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Sampled {
+    const PERIOD: Duration = Duration::from_secs(1);
+
+    fn process() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            last: Mutex::new(None),
+        })
+    }
+
+    fn text(&self) -> Result<Bytes, prometheus::Error> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, text)) = &*last
+            && at.elapsed() < Self::PERIOD
+        {
+            return Ok(text.clone());
+        }
+        let mut text = Vec::with_capacity(2048);
+        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
+        let text = Bytes::from(text);
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
 }
 
 /// The Store-derived families as of one generation of the store.
@@ -243,28 +249,50 @@ pub struct Scrape {
 }
 
 impl Exposition {
-    pub fn new(store: Arc<Store>, registry: Registry) -> Self {
+    pub fn new(store: Arc<Store>, registry: Registry) -> Result<Self, prometheus::Error> {
         let (generation, now) = (store.generation(), SystemTime::now());
         let rendered = render(&store, generation, now);
-        Self {
+        Ok(Self {
             store,
             registry,
+            process: Sampled::process()?,
             cached: Mutex::new(Arc::new(rendered)),
-        }
+            gzip_tail: Mutex::new(None),
+        })
     }
 
     /// The whole text format, gzip-compressed when asked.
     pub fn scrape(&self, gzip: bool) -> Result<Scrape, prometheus::Error> {
         let cached = self.current();
-        let mut dynamic = Vec::with_capacity(8 * 1024);
+        let process = self.process.text()?;
+        let mut dynamic = Vec::with_capacity(4 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut dynamic)?;
-        let chunks = if gzip {
-            let head = cached.gzip.get_or_init(|| GzipHead::new(&cached.text));
-            vec![head.bytes.clone(), head.finish(&dynamic)]
-        } else {
-            vec![cached.text.clone(), Bytes::from(dynamic)]
+        if !gzip {
+            return Ok(Scrape {
+                chunks: vec![cached.text.clone(), process, Bytes::from(dynamic)],
+            });
+        }
+        let head = cached.gzip.get_or_init(|| GzipHead::new(&cached.text));
+        let mut tail = process.to_vec();
+        tail.extend_from_slice(&dynamic);
+        let mut last = self.gzip_tail.lock().unwrap_or_else(|p| p.into_inner());
+        let compressed = match &*last {
+            Some(last) if Arc::ptr_eq(&last.head, &cached) && last.text == tail => {
+                last.compressed.clone()
+            }
+            _ => {
+                let compressed = head.finish(&tail);
+                *last = Some(GzipTail {
+                    head: cached.clone(),
+                    text: tail,
+                    compressed: compressed.clone(),
+                });
+                compressed
+            }
         };
-        Ok(Scrape { chunks })
+        Ok(Scrape {
+            chunks: vec![head.bytes.clone(), compressed],
+        })
     }
 
     /// The cached text, rendered again first if the store moved or a snapshot aged out.
@@ -365,7 +393,10 @@ mod tests {
     fn exposition() -> (Arc<Store>, Exposition) {
         let store = Arc::new(Store::new());
         let metrics = Metrics::new().unwrap();
-        (store.clone(), Exposition::new(store, metrics.registry))
+        (
+            store.clone(),
+            Exposition::new(store, metrics.registry).unwrap(),
+        )
     }
 
     #[test]
@@ -527,6 +558,8 @@ mod tests {
         let identity = exposition.scrape(false).unwrap();
         assert!(text.starts_with(std::str::from_utf8(&identity.chunks[0]).unwrap()));
         assert!(text.contains("entra_exporter_build_info{"));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     }
 
     #[test]

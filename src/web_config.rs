@@ -703,6 +703,39 @@ mod tests {
     }
 
     #[test]
+    fn readme_example_loads_with_its_files() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("<!-- web-config-example")
+            .and_then(|i| readme[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
+            .expect("README has the web config example");
+        let end = start + readme[start..].find("```").expect("closing fence");
+        let example = &readme[start..end];
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.path().join("server.crt"), leaf.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("prometheus-ca.crt"), ca_pem).unwrap();
+
+        let config = parse(example, dir.path()).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.headers.len(), 2);
+        let auth = config.basic_auth.unwrap();
+        let hash = &auth.users["prometheus"];
+        assert!(bcrypt::verify("change-me", hash).unwrap());
+    }
+
+    #[test]
     fn basic_credentials_parse() {
         let header = HeaderValue::from_static("Basic YWxpY2U6czNjcjp0"); // alice:s3cr:t
         assert_eq!(
