@@ -41,28 +41,12 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
 
 /// `(VmRSS, VmHWM)` of a process in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("status field")
-    };
+    let field = |key| common::proc_status_kib(pid, key).expect("proc status");
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// User plus system CPU time of a process.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat format")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    common::cpu_time(pid).expect("proc stat")
 }
 
 /// A scrape on a new connection; the full body must arrive.

@@ -161,8 +161,7 @@ async fn tls_basic_auth_headers_and_reloads() {
     let logs = exporter.logs();
     assert!(logs.contains(r#""tls":true"#), "{logs}");
     let metrics = https_url(&exporter, "/metrics");
-    let trusting = tls_client(&ca.pem, None).build().unwrap();
-    let client = &trusting;
+    let client = tls_client(&ca.pem, None).build().unwrap();
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new().get(&exporter.url).send().await;

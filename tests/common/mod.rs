@@ -263,6 +263,25 @@ pub fn sum(text: &str, metric: &str) -> f64 {
         .sum()
 }
 
+/// A `/proc/<pid>/status` field in KiB, such as `VmRSS:` or `VmHWM:` (peak RSS).
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time of a process.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ).
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// A command for an external tool the tests need (promtool, prometheus, ...). `.ci/run`
 /// installs them; outside CI a missing tool skips the check with a message instead of failing.
 pub fn tool(program: &str, install_hint: &str) -> Option<Command> {
