@@ -19,6 +19,8 @@ pub struct Exporter {
     child: Child,
     pub url: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `logs` until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
     _files: Vec<tempfile::NamedTempFile>,
 }
 
@@ -102,7 +104,7 @@ impl Exporter {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr piped");
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -130,6 +132,7 @@ impl Exporter {
             child,
             url,
             logs,
+            reader: Some(reader),
             _files: files,
         }
     }
@@ -203,6 +206,10 @@ impl Exporter {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
+                // Its last lines may still be in the pipe: read to the end.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(started.elapsed() < WAIT, "exporter ignored SIGTERM");
