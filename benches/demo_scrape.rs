@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 
 const SCRAPES: usize = 500;
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[tokio::main]
 async fn main() {
     let mut command = Command::new(common::BIN);
@@ -34,7 +26,7 @@ async fn main() {
     exporter.wait_ready().await;
     // Let the first polls' buffers settle before measuring "idle".
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = rss_kib(exporter.pid());
+    let idle = common::proc_status_kib(exporter.pid(), "VmRSS:");
 
     let client = reqwest::Client::new();
     let url = format!("{}/metrics", exporter.url);
@@ -55,7 +47,7 @@ async fn main() {
     }
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    let after = rss_kib(exporter.pid());
+    let after = common::proc_status_kib(exporter.pid(), "VmRSS:");
     println!("demo tenant, {SCRAPES} sequential scrapes of /metrics ({bytes} bytes each)");
     println!(
         "latency p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",

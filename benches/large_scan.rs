@@ -17,24 +17,6 @@ use entra_authmethods_exporter::reports::{self, user_registration_details};
 
 const REPORT: &str = "userRegistrationDetails";
 
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// User plus system CPU time of a process.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports clock ticks of 1/100 s (USER_HZ).
-    Some(Duration::from_millis(ticks * 10))
-}
-
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -116,8 +98,8 @@ async fn main() {
     };
     let wall = started.elapsed();
     let pid = exporter.pid();
-    let peak = proc_status(pid, "VmHWM:").unwrap_or(0);
-    let cpu = cpu_time(pid).unwrap_or_default();
+    let peak = common::proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    let cpu = common::cpu_time(pid).unwrap_or_default();
     let read = common::value(&text, &rows).unwrap_or(0.0);
     let duration = common::value(
         &text,
@@ -136,7 +118,7 @@ async fn main() {
         .get("/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=999")
         .await;
     let pages = users.div_ceil(999);
-    let own_cpu = || cpu_time(std::process::id()).unwrap_or_default();
+    let own_cpu = || common::cpu_time(std::process::id()).unwrap_or_default();
     let (mut parse, mut aggregated) = (Duration::MAX, Duration::MAX);
     let mut parsed = 0;
     for _ in 0..3 {

@@ -3,19 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cli::{Cli, DemoScenario};
-use crate::collector::Metrics;
+use crate::collector::{Exposition, Metrics};
 use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
 use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, GraphClient};
 use crate::reports::strength::StrengthTable;
-use crate::server::{self, AppState, TenantInfo};
+use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
 use crate::snapshot::Store;
+use crate::web_config::{self, WebConfig, WebConfigHandle};
 use crate::{Error, auth, poller};
 
 /// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only: once the
@@ -36,9 +36,14 @@ pub async fn run(
     if let Some(fake) = &demo {
         use_demo_tenant(&mut config, fake)?;
     }
+    let web_config = match &config.web.config_file {
+        Some(path) => web_config::load(path)?,
+        None => WebConfig::default(),
+    };
+    let web_config = WebConfigHandle::new(web_config);
 
     let store = Arc::new(Store::new());
-    let metrics = Metrics::new(store.clone())?;
+    let metrics = Metrics::new()?;
     let http = graph::http_client(&config.graph)?;
     let scope = auth::graph_scope(&config.graph);
 
@@ -67,17 +72,27 @@ pub async fn run(
         clients.push((tenant.clone(), Arc::new(client)));
     }
 
-    let listener = TcpListener::bind(config.listen_address)
-        .await
-        .map_err(|source| Error::Listen {
-            address: config.listen_address.to_string(),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| Error::Listen {
-        address: config.listen_address.to_string(),
-        source,
-    })?;
-    info!(address = %address, telemetry_path = %config.telemetry_path, tenants = clients.len(), demo = cli.demo, "listening");
+    server::prepare_descriptor_limit(config.web.max_connections);
+    let listeners = config
+        .web
+        .listen_addresses
+        .iter()
+        .map(server::bind)
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = web_config.current().tls.is_some();
+    for listener in &listeners {
+        if let Ok(address) = listener.local_addr() {
+            info!(address = %address, tls, telemetry_path = %config.telemetry_path, tenants = clients.len(), demo = cli.demo, "listening");
+        }
+    }
+    if let Some(path) = &config.web.config_file {
+        tokio::spawn(web_config::watch(
+            path.clone(),
+            web_config.clone(),
+            metrics.web_config_reload_successful.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let mut tenant_loops = JoinSet::new();
     for (tenant, client) in &clients {
@@ -92,8 +107,8 @@ pub async fn run(
     }
 
     let state = Arc::new(AppState {
+        exposition: Exposition::new(store.clone(), metrics.registry)?,
         store,
-        registry: metrics.registry,
         telemetry_path: config.telemetry_path.clone(),
         tenants: config
             .tenants
@@ -104,8 +119,17 @@ pub async fn run(
             })
             .collect(),
         demo: cli.demo,
+        web_config,
+        limits: Limits {
+            max_requests: config.web.max_requests,
+            max_connections: config.web.max_connections,
+            timeouts: Timeouts {
+                header_read: config.web.header_read_timeout,
+                idle: config.web.idle_timeout,
+            },
+        },
     });
-    server::serve(listener, state, shutdown).await;
+    server::serve(listeners, state, shutdown).await;
     while tenant_loops.join_next().await.is_some() {}
     info!("stopped");
     Ok(())

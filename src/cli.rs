@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 
 /// Prometheus exporter for Microsoft Entra ID authentication-methods reports (SSPR, MFA,
 /// passwordless), read from Microsoft Graph.
@@ -22,13 +22,39 @@ use clap::{Parser, ValueEnum};
     args_override_self = true
 )]
 pub struct Cli {
-    /// Address to listen on for the web interface and telemetry (":PORT" means all interfaces).
+    /// Address to listen on for the web interface and telemetry; repeat the flag for several.
+    /// ":PORT" means every interface, IPv6 and IPv4.
     #[arg(
         long = "web.listen-address",
         default_value = ":9929",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        action = ArgAction::Append
     )]
-    pub listen_address: String,
+    pub listen_addresses: Vec<String>,
+
+    /// Web configuration file in the Prometheus exporter-toolkit format: TLS, client
+    /// certificates, basic auth users and extra response headers. Read again when it changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Most telemetry requests served at once; more are answered 503 (0: no limit).
+    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
+    pub max_requests: usize,
+
+    /// Most open connections; beyond it the connection idle the longest is closed.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a client has to send a request's headers, from the connection's start or from the
+    /// first byte of a request on a kept-alive connection.
+    #[arg(long = "web.header-read-timeout", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub header_read_timeout: Duration,
+
+    /// Time a kept-alive connection may wait for its next request, and a response may stall
+    /// without any byte moving, before the connection is closed.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
 
     /// Path under which to expose metrics.
     #[arg(
@@ -160,7 +186,12 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_interface() {
         let cli = Cli::try_parse_from(["entra-authmethods-exporter"]).unwrap();
-        assert_eq!(cli.listen_address, ":9929");
+        assert_eq!(cli.listen_addresses, [":9929"]);
+        assert_eq!(cli.max_requests, 40);
+        assert_eq!(cli.max_connections, 512);
+        assert_eq!(cli.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cli.idle_timeout, Duration::from_secs(120));
+        assert!(cli.web_config_file.is_none());
         assert_eq!(cli.telemetry_path, "/metrics");
         assert_eq!(cli.requests_per_10s, 5);
         assert_eq!(cli.graph_timeout, Duration::from_secs(30));
@@ -181,7 +212,7 @@ mod tests {
             "--demo",
         ])
         .unwrap();
-        assert_eq!(cli.listen_address, "127.0.0.1:1234");
+        assert_eq!(cli.listen_addresses, ["127.0.0.1:1234"]);
         assert_eq!(cli.poll_interval, Some(Duration::from_secs(90)));
         assert_eq!(cli.cloud.graph_endpoint(), "https://dod-graph.microsoft.us");
         assert_eq!(cli.requests_per_10s, 3);
@@ -192,6 +223,17 @@ mod tests {
     fn the_last_of_a_repeated_flag_wins() {
         let cli = Cli::try_parse_from(["x", "--log.level=debug", "--log.level=warn"]).unwrap();
         assert_eq!(cli.log_level, LogLevel::Warn);
+    }
+
+    #[test]
+    fn listen_addresses_add_up_and_replace_the_default() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.listen-address=127.0.0.1:1",
+            "--web.listen-address=[::1]:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.listen_addresses, ["127.0.0.1:1", "[::1]:2"]);
     }
 
     #[test]

@@ -1,18 +1,29 @@
-//! The metrics registry. Report metrics and the per-report poll state are rendered from the
-//! [`Store`] on each scrape by [`SnapshotCollector`]; a scrape costs the number of series, never
-//! the size of the tenant, and never calls Graph.
+//! What the telemetry path serves, in two parts:
+//!
+//! - families derived from the [`Store`] (every report's metrics and the per-report poll state
+//!   below) are rendered to text once per change of the store and kept as bytes, with their
+//!   gzip form made once, on the first scrape that asks for it;
+//! - the prometheus [`Registry`] in [`Metrics`] (Graph request counters, build and web-config
+//!   info: small, continuously changing) is encoded on each scrape;
+//! - the process metrics (`process_*`) are read at most once a second: reading them opens and
+//!   parses several `/proc` files, which would otherwise be most of a scrape's cost under load.
+//!
+//! A new report family is a [`MetricDef`] in its report's `metrics`; a new exporter-level
+//! metric is registered in [`Metrics::new`]. The registry reserves every Store-derived name, so
+//! registering one of them there fails at start instead of serving a family twice.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::exposition::{Families, GzipHead};
 use crate::graph::Unavailability;
 use crate::reports;
-use crate::snapshot::{Kind, MetricDef, Status, Store};
+use crate::snapshot::{Kind, MetricDef, ReportState, Status, Store};
 
 pub static REPORT_UP: MetricDef = MetricDef {
     name: "entra_exporter_report_up",
@@ -65,16 +76,20 @@ const SELF_METRICS: [&MetricDef; 6] = [
     &REPORT_UNAVAILABLE,
 ];
 
-/// The registry served on the telemetry path, and the request counter the Graph clients share.
+/// The registry of exporter-level metrics, and the handles the rest of the exporter updates.
 pub struct Metrics {
     pub registry: Registry,
     /// `entra_exporter_graph_requests_total{tenant,report,code}`.
     pub graph_requests: IntCounterVec,
+    /// `entra_exporter_web_config_last_reload_successful`.
+    pub web_config_reload_successful: IntGauge,
 }
 
 impl Metrics {
-    pub fn new(store: Arc<Store>) -> Result<Self, prometheus::Error> {
+    pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        registry.register(Box::new(ReservedNames::new()?))?;
+
         let graph_requests = IntCounterVec::new(
             Opts::new(
                 "entra_exporter_graph_requests_total",
@@ -96,15 +111,17 @@ impl Metrics {
             .set(1);
         registry.register(Box::new(build_info))?;
 
-        #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        let web_config_reload_successful = IntGauge::new(
+            "entra_exporter_web_config_last_reload_successful",
+            "1 if the last read of --web.config.file succeeded (or none is given), 0 if it failed and the previous configuration is still in use.",
+        )?;
+        web_config_reload_successful.set(1);
+        registry.register(Box::new(web_config_reload_successful.clone()))?;
 
-        registry.register(Box::new(SnapshotCollector::new(store)?))?;
         Ok(Self {
             registry,
             graph_requests,
+            web_config_reload_successful,
         })
     }
 }
@@ -114,15 +131,27 @@ pub fn revision() -> &'static str {
     option_env!("GIT_REVISION").unwrap_or("unknown")
 }
 
-/// Renders the store's snapshots and poll state as metric families.
-pub struct SnapshotCollector {
-    store: Arc<Store>,
+fn all_defs() -> impl Iterator<Item = &'static MetricDef> {
+    reports::ALL
+        .iter()
+        .flat_map(|spec| spec.metrics.iter().copied())
+        .chain(SELF_METRICS)
+}
+
+/// Describes every Store-derived family to the registry and collects nothing: the registry
+/// then refuses a collector that would serve one of these names a second time.
+struct ReservedNames {
     descs: Vec<Desc>,
 }
 
-impl SnapshotCollector {
-    pub fn new(store: Arc<Store>) -> Result<Self, prometheus::Error> {
-        let descs = all_defs()
+impl ReservedNames {
+    fn new() -> Result<Self, prometheus::Error> {
+        let mut defs: Vec<&MetricDef> = all_defs().collect();
+        // Two reports may share a family (the same static); describe it once.
+        defs.sort_by_key(|def| def.name);
+        defs.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        let descs = defs
+            .into_iter()
             .map(|def| {
                 let mut labels = vec!["tenant".to_owned()];
                 labels.extend(def.labels.iter().map(|l| (*l).to_owned()));
@@ -134,113 +163,215 @@ impl SnapshotCollector {
                 )
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { store, descs })
+        Ok(Self { descs })
     }
 }
 
-fn all_defs() -> impl Iterator<Item = &'static MetricDef> {
-    reports::ALL
-        .iter()
-        .flat_map(|spec| spec.metrics.iter().copied())
-        .chain(SELF_METRICS)
-}
-
-impl Collector for SnapshotCollector {
+impl Collector for ReservedNames {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let now = SystemTime::now();
-        let mut families: BTreeMap<&'static str, MetricFamily> = BTreeMap::new();
-        let mut add = |def: &'static MetricDef, tenant: &str, labels: &[&str], value: f64| {
-            let family = families.entry(def.name).or_insert_with(|| new_family(def));
-            family.mut_metric().push(metric(def, tenant, labels, value));
+        Vec::new()
+    }
+}
+
+/// The telemetry path's content: the cached Store-derived text, the sampled process metrics and
+/// the registry.
+pub struct Exposition {
+    store: Arc<Store>,
+    registry: Registry,
+    process: Sampled,
+    cached: Mutex<Arc<Rendered>>,
+    /// The compressed end of the last gzip answer, reused while neither part changed.
+    gzip_tail: Mutex<Option<GzipTail>>,
+}
+
+struct GzipTail {
+    head: Arc<Rendered>,
+    text: Vec<u8>,
+    compressed: Bytes,
+}
+
+/// A registry encoded at most once per [`Sampled::PERIOD`]; scrapes in between share the text.
+struct Sampled {
+    registry: Registry,
+    last: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Sampled {
+    const PERIOD: Duration = Duration::from_secs(1);
+
+    fn process() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            last: Mutex::new(None),
+        })
+    }
+
+    fn text(&self) -> Result<Bytes, prometheus::Error> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, text)) = &*last
+            && at.elapsed() < Self::PERIOD
+        {
+            return Ok(text.clone());
+        }
+        let mut text = Vec::with_capacity(2048);
+        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
+        let text = Bytes::from(text);
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
+
+/// The Store-derived families as of one generation of the store.
+struct Rendered {
+    generation: u64,
+    /// When a snapshot in the text passes its max age; the text must be rendered again then.
+    valid_until: Option<SystemTime>,
+    text: Bytes,
+    gzip: OnceLock<GzipHead>,
+}
+
+impl Rendered {
+    fn is_current(&self, generation: u64, now: SystemTime) -> bool {
+        self.generation == generation && self.valid_until.is_none_or(|until| now < until)
+    }
+}
+
+/// A `/metrics` body: chunks sent one after the other.
+pub struct Scrape {
+    pub chunks: Vec<Bytes>,
+}
+
+impl Exposition {
+    pub fn new(store: Arc<Store>, registry: Registry) -> Result<Self, prometheus::Error> {
+        let (generation, now) = (store.generation(), SystemTime::now());
+        let rendered = render(&store, generation, now);
+        Ok(Self {
+            store,
+            registry,
+            process: Sampled::process()?,
+            cached: Mutex::new(Arc::new(rendered)),
+            gzip_tail: Mutex::new(None),
+        })
+    }
+
+    /// The whole text format, gzip-compressed when asked.
+    pub fn scrape(&self, gzip: bool) -> Result<Scrape, prometheus::Error> {
+        let cached = self.current();
+        let process = self.process.text()?;
+        let mut dynamic = Vec::with_capacity(4 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut dynamic)?;
+        if !gzip {
+            return Ok(Scrape {
+                chunks: vec![cached.text.clone(), process, Bytes::from(dynamic)],
+            });
+        }
+        let head = cached.gzip.get_or_init(|| GzipHead::new(&cached.text));
+        let mut tail = process.to_vec();
+        tail.extend_from_slice(&dynamic);
+        let mut last = self.gzip_tail.lock().unwrap_or_else(|p| p.into_inner());
+        let compressed = match &*last {
+            Some(last) if Arc::ptr_eq(&last.head, &cached) && last.text == tail => {
+                last.compressed.clone()
+            }
+            _ => {
+                let compressed = head.finish(&tail);
+                *last = Some(GzipTail {
+                    head: cached.clone(),
+                    text: tail,
+                    compressed: compressed.clone(),
+                });
+                compressed
+            }
         };
-        for (key, state) in self.store.states() {
-            let tenant = key.tenant.as_str();
-            let report = [key.report];
-            if !state.settings.enabled {
-                continue;
-            }
-            add(
-                &REPORT_INTERVAL,
-                tenant,
-                &report,
-                state.settings.interval.as_secs_f64(),
-            );
-            if state.status == Status::Pending {
-                continue;
-            }
-            add(
-                &REPORT_UP,
-                tenant,
-                &report,
-                f64::from(u8::from(state.status == Status::Ok)),
-            );
-            for cause in Unavailability::ALL {
-                add(
-                    &REPORT_UNAVAILABLE,
-                    tenant,
-                    &[key.report, cause.as_str()],
-                    f64::from(u8::from(state.status == Status::Unavailable(cause))),
-                );
-            }
-            if let Some(success) = state.last_success {
-                add(&REPORT_LAST_SUCCESS, tenant, &report, unix_seconds(success));
-                add(&REPORT_ROWS, tenant, &report, state.snapshot.rows as f64);
-            }
-            if let Some(duration) = state.last_duration {
-                add(&REPORT_DURATION, tenant, &report, duration.as_secs_f64());
-            }
-            if let Some(snapshot) = state.fresh_snapshot(now) {
-                for sample in &snapshot.samples {
-                    let labels: Vec<&str> = sample.labels.iter().map(String::as_str).collect();
-                    add(sample.metric, tenant, &labels, sample.value);
-                }
-            }
+        Ok(Scrape {
+            chunks: vec![head.bytes.clone(), compressed],
+        })
+    }
+
+    /// The cached text, rendered again first if the store moved or a snapshot aged out.
+    fn current(&self) -> Arc<Rendered> {
+        let generation = self.store.generation();
+        let now = SystemTime::now();
+        // A poisoned lock only means a render panicked; the value inside is still whole.
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if !cached.is_current(generation, now) {
+            *cached = Arc::new(render(&self.store, generation, now));
         }
-        families.into_values().collect()
+        cached.clone()
     }
 }
 
-fn new_family(def: &MetricDef) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(def.name.to_owned());
-    family.set_help(def.help.to_owned());
-    family.set_field_type(match def.kind {
-        Kind::Gauge => MetricType::GAUGE,
-        Kind::Counter => MetricType::COUNTER,
-    });
-    family
+fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
+    let mut families = Families::default();
+    let mut valid_until: Option<SystemTime> = None;
+    for (key, state) in store.states() {
+        if !state.settings.enabled {
+            continue;
+        }
+        add_poll_state(&mut families, &key.tenant, key.report, &state);
+        if let Some(snapshot) = state.fresh_snapshot(now) {
+            for sample in &snapshot.samples {
+                families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
+            }
+            let expiry = state
+                .last_success
+                .map(|success| success + state.settings.max_age);
+            valid_until = match (valid_until, expiry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Rendered {
+        generation,
+        valid_until,
+        text: Bytes::from(families.render()),
+        gzip: OnceLock::new(),
+    }
 }
 
-fn metric(def: &MetricDef, tenant: &str, labels: &[&str], value: f64) -> proto::Metric {
-    let mut pairs = Vec::with_capacity(labels.len() + 1);
-    for (name, value) in std::iter::once(&"tenant")
-        .chain(def.labels)
-        .zip(std::iter::once(&tenant).chain(labels))
-    {
-        let mut pair = LabelPair::default();
-        pair.set_name((*name).to_owned());
-        pair.set_value((*value).to_owned());
-        pairs.push(pair);
+/// `entra_exporter_report_*` for one report of one tenant.
+fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &ReportState) {
+    let labels = [report];
+    families.add(
+        &REPORT_INTERVAL,
+        tenant,
+        &labels,
+        state.settings.interval.as_secs_f64(),
+    );
+    if state.status == Status::Pending {
+        return;
     }
-    let mut metric = proto::Metric::default();
-    metric.set_label(pairs);
-    match def.kind {
-        Kind::Gauge => {
-            let mut gauge = proto::Gauge::default();
-            gauge.set_value(value);
-            metric.set_gauge(gauge);
-        }
-        Kind::Counter => {
-            let mut counter = proto::Counter::default();
-            counter.set_value(value);
-            metric.set_counter(counter);
-        }
+    families.add(
+        &REPORT_UP,
+        tenant,
+        &labels,
+        f64::from(u8::from(state.status == Status::Ok)),
+    );
+    for cause in Unavailability::ALL {
+        families.add(
+            &REPORT_UNAVAILABLE,
+            tenant,
+            &[report, cause.as_str()],
+            f64::from(u8::from(state.status == Status::Unavailable(cause))),
+        );
     }
-    metric
+    if let Some(success) = state.last_success {
+        families.add(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
+        families.add(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
+    }
+    if let Some(duration) = state.last_duration {
+        families.add(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
+    }
 }
 
 fn unix_seconds(time: SystemTime) -> f64 {
@@ -255,28 +386,39 @@ mod tests {
     use crate::config::ReportSettings;
     use crate::reports::usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
     use crate::snapshot::Snapshot;
-    use std::time::Duration;
+    use std::io::Read;
 
-    fn render(metrics: &Metrics) -> String {
-        use prometheus::Encoder;
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&metrics.registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+    fn text(exposition: &Exposition) -> String {
+        let scrape = exposition.scrape(false).unwrap();
+        scrape
+            .chunks
+            .iter()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect()
+    }
+
+    fn settings() -> ReportSettings {
+        ReportSettings {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            max_age: Duration::from_secs(180),
+        }
+    }
+
+    fn exposition() -> (Arc<Store>, Exposition) {
+        let store = Arc::new(Store::new());
+        let metrics = Metrics::new().unwrap();
+        (
+            store.clone(),
+            Exposition::new(store, metrics.registry).unwrap(),
+        )
     }
 
     #[test]
     fn renders_snapshots_self_metrics_and_escapes_label_values() {
-        let store = Arc::new(Store::new());
-        let metrics = Metrics::new(store.clone()).unwrap();
-        let settings = ReportSettings {
-            enabled: true,
-            interval: Duration::from_secs(60),
-            max_age: Duration::from_secs(180),
-        };
-        store.register("contoso", "userCredentialUsageDetails", settings);
-        store.register("fabrikam", "userCredentialUsageDetails", settings);
+        let (store, exposition) = exposition();
+        store.register("contoso", "userCredentialUsageDetails", settings());
+        store.register("fabrikam", "userCredentialUsageDetails", settings());
         let mut snapshot = Snapshot::default();
         let labels = |reason: &str| {
             vec![
@@ -294,7 +436,7 @@ mod tests {
             snapshot,
             Duration::from_millis(1500),
         );
-        let text = render(&metrics);
+        let text = text(&exposition);
         assert!(text.contains(
             r#"entra_credential_usage_window_events{tenant="contoso",feature="reset",auth_method="email",status="failure",failure_reason="say \"hi\"\\\nnow ü"} 2"#
         ), "{text}");
@@ -312,6 +454,7 @@ mod tests {
             ]
         );
         assert!(text.contains("entra_exporter_build_info{"));
+        assert!(text.contains("entra_exporter_web_config_last_reload_successful 1"));
 
         store.record_failure(
             "fabrikam",
@@ -320,7 +463,7 @@ mod tests {
             "boom".into(),
             Duration::ZERO,
         );
-        let text = render(&metrics);
+        let text = self::text(&exposition);
         assert!(text.contains(
             r#"entra_exporter_report_up{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
         ));
@@ -336,7 +479,7 @@ mod tests {
             "retired".into(),
             Duration::ZERO,
         );
-        let text = render(&metrics);
+        let text = self::text(&exposition);
         assert!(text.contains(
             r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails",cause="retired"} 1"#
         ));
@@ -348,5 +491,103 @@ mod tests {
                 r#"entra_exporter_report_last_success_timestamp_seconds{tenant="fabrikam""#
             )
         );
+    }
+
+    #[test]
+    fn every_family_appears_once_with_help_and_type() {
+        let (store, exposition) = exposition();
+        store.register("t", "userCredentialUsageDetails", settings());
+        let mut snapshot = Snapshot::default();
+        let labels = vec!["reset".into(), "sms".into(), "failure".into(), "x".into()];
+        snapshot.push(&WINDOW_EVENTS, labels.clone(), 1.0);
+        snapshot.push(&WINDOW_EVENTS, labels, 2.0);
+        store.record_success("t", "userCredentialUsageDetails", snapshot, Duration::ZERO);
+        let text = text(&exposition);
+        let mut typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let helped = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        let count = typed.len();
+        typed.sort_unstable();
+        typed.dedup();
+        assert_eq!(typed.len(), count, "a family twice:\n{text}");
+        assert_eq!(helped, count);
+        let window: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("entra_credential_usage_window_events{"))
+            .collect();
+        assert_eq!(window.len(), 1, "{text}");
+        assert!(
+            window[0].ends_with(" 3"),
+            "the repeated key is summed: {text}"
+        );
+    }
+
+    #[test]
+    fn the_cached_text_is_kept_until_the_store_changes_or_a_snapshot_ages_out() {
+        let (store, exposition) = exposition();
+        store.register("t", "credentialUserRegistrationCount", settings());
+        let first = exposition.scrape(false).unwrap().chunks[0].clone();
+        let again = exposition.scrape(false).unwrap().chunks[0].clone();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "rendered again without a change"
+        );
+        let mut snapshot = Snapshot::default();
+        snapshot.push(
+            &crate::reports::registration_count::USERS,
+            Vec::new(),
+            250.0,
+        );
+        store.record_success(
+            "t",
+            "credentialUserRegistrationCount",
+            snapshot,
+            Duration::ZERO,
+        );
+        let changed = exposition.scrape(false).unwrap().chunks[0].clone();
+        assert_ne!(changed.as_ptr(), first.as_ptr());
+        assert!(std::str::from_utf8(&changed).unwrap().contains("} 250"));
+
+        let now = SystemTime::now();
+        let rendered = render(&store, store.generation(), now);
+        assert!(rendered.is_current(store.generation(), now));
+        let later = now + Duration::from_secs(181);
+        assert!(!rendered.is_current(store.generation(), later));
+        let aged = render(&store, store.generation(), later);
+        let aged = std::str::from_utf8(&aged.text).unwrap();
+        assert!(!aged.contains("} 250"), "{aged}");
+        assert!(aged.contains("entra_exporter_report_up{"));
+    }
+
+    #[test]
+    fn gzip_holds_the_same_text_and_compresses_the_cached_part_once() {
+        let (store, exposition) = exposition();
+        store.register("t", "credentialUserRegistrationCount", settings());
+        let gzip = exposition.scrape(true).unwrap();
+        let again = exposition.scrape(true).unwrap();
+        assert_eq!(gzip.chunks[0].as_ptr(), again.chunks[0].as_ptr());
+        let member: Vec<u8> = gzip.chunks.concat();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&member[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        let identity = exposition.scrape(false).unwrap();
+        assert!(text.starts_with(std::str::from_utf8(&identity.chunks[0]).unwrap()));
+        assert!(text.contains("entra_exporter_build_info{"));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn a_store_family_cannot_also_be_registered() {
+        let metrics = Metrics::new().unwrap();
+        let twice = IntGauge::new("entra_exporter_report_up", "again").unwrap();
+        assert!(metrics.registry.register(Box::new(twice)).is_err());
+        let users = IntGauge::new(crate::reports::registration_count::USERS.name, "again").unwrap();
+        assert!(metrics.registry.register(Box::new(users)).is_err());
     }
 }

@@ -38,10 +38,14 @@ fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
 
+/// Shortest interval or timeout accepted anywhere: below it a report is polled in a tight
+/// loop, or a timeout fires before a request can complete.
+pub const MIN_DURATION: Duration = Duration::from_secs(1);
+
 /// The fully resolved configuration the exporter runs with.
 #[derive(Debug)]
 pub struct Config {
-    pub listen_address: SocketAddr,
+    pub web: WebOptions,
     pub telemetry_path: String,
     pub graph: GraphConfig,
     pub tenants: Vec<TenantConfig>,
@@ -53,6 +57,34 @@ pub struct Config {
     pub strength_classes: BTreeMap<String, Vec<String>>,
     /// `--poll.interval`.
     pub poll_interval: Option<Duration>,
+}
+
+/// How the web interface listens and what it lets clients hold.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    pub listen_addresses: Vec<ListenAddress>,
+    /// `--web.config.file`: TLS, basic auth and headers, read by [`crate::web_config`].
+    pub config_file: Option<PathBuf>,
+    /// Telemetry requests served at once; 0 means no limit.
+    pub max_requests: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// One `--web.listen-address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddress {
+    /// As given on the command line, for messages.
+    pub flag_value: String,
+    pub target: ListenTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenTarget {
+    /// `:PORT`: every interface, IPv6 and IPv4.
+    AllInterfaces(u16),
+    Socket(SocketAddr),
 }
 
 /// Where and how Graph and the token endpoint are reached.
@@ -217,8 +249,26 @@ impl Config {
             )));
         }
 
+        let poll_interval = cli
+            .poll_interval
+            .map(|d| at_least_a_second("--poll.interval", d))
+            .transpose()?;
         Ok(Config {
-            listen_address: parse_listen_address(&cli.listen_address)?,
+            web: WebOptions {
+                listen_addresses: cli
+                    .listen_addresses
+                    .iter()
+                    .map(|a| parse_listen_address(a))
+                    .collect::<Result<_, _>>()?,
+                config_file: cli.web_config_file.clone(),
+                max_requests: cli.max_requests,
+                max_connections: cli.max_connections as usize,
+                header_read_timeout: at_least_a_second(
+                    "--web.header-read-timeout",
+                    cli.header_read_timeout,
+                )?,
+                idle_timeout: at_least_a_second("--web.idle-timeout", cli.idle_timeout)?,
+            },
             telemetry_path: parse_telemetry_path(&cli.telemetry_path)?,
             graph: GraphConfig {
                 endpoint: https_url(
@@ -235,13 +285,13 @@ impl Config {
                 )?,
                 extra_roots_pem: cli.ca_file.as_deref().map(read_file).transpose()?,
                 requests_per_10s: cli.requests_per_10s,
-                timeout: cli.graph_timeout,
+                timeout: at_least_a_second("--graph.timeout", cli.graph_timeout)?,
             },
             tenants,
             failure_reason_limit,
             reports: file.reports,
             strength_classes: file.strength_classes,
-            poll_interval: cli.poll_interval,
+            poll_interval,
         })
     }
 }
@@ -254,16 +304,27 @@ fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str(&text).map_err(|err| ConfigError::Parse {
+    parse_yaml(&text).map_err(|message| ConfigError::Parse {
         path: path.to_owned(),
-        // The YAML error quotes the offending line: one line is enough for a start-up error.
-        message: err
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        message,
     })
+}
+
+/// Parses YAML into `T`. The error is one line that starts with the path of the offending key
+/// (`reports.credentialUsageSummary.interval: ...`) and quotes its line and column.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let one_line = |text: String| text.lines().next().unwrap_or_default().to_owned();
+    serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let message = one_line(err.into_inner().to_string());
+            serde::de::Error::custom(match path.as_str() {
+                "." => message,
+                _ => format!("{path}: {message}"),
+            })
+        })
+    })
+    .map_err(|err| one_line(err.to_string()))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -298,13 +359,24 @@ fn validate_report_names(
         }
     }
     for (name, over) in reports {
-        if over.interval.is_some_and(|d| d.is_zero()) {
-            return Err(invalid(format!(
-                "{place}.{name}.interval must be greater than 0"
-            )));
+        for (key, value) in [("interval", over.interval), ("max_age", over.max_age)] {
+            if let Some(value) = value {
+                at_least_a_second(&format!("{place}.{name}.{key}"), value)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Refuses zero and sub-second intervals and timeouts, naming the flag or key.
+pub fn at_least_a_second(name: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value < MIN_DURATION {
+        return Err(invalid(format!(
+            "{name} must be at least 1s, not {}",
+            humantime::format_duration(value)
+        )));
+    }
+    Ok(value)
 }
 
 fn resolve_file_tenant(
@@ -501,20 +573,27 @@ fn tenant_from_env(
     })
 }
 
-fn parse_listen_address(address: &str) -> Result<SocketAddr, ConfigError> {
-    // ":9929" is the Prometheus convention for "every interface".
-    let full = match address.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => address.to_owned(),
+fn parse_listen_address(address: &str) -> Result<ListenAddress, ConfigError> {
+    let bad = || {
+        invalid(format!(
+            "--web.listen-address {address:?} is not HOST:PORT, [IPV6]:PORT or :PORT"
+        ))
     };
-    full.to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            invalid(format!(
-                "--web.listen-address {address:?} is not HOST:PORT or :PORT"
-            ))
-        })
+    // ":9929" is the Prometheus convention for "every interface".
+    let target = match address.strip_prefix(':') {
+        Some(port) => ListenTarget::AllInterfaces(port.parse().map_err(|_| bad())?),
+        None => ListenTarget::Socket(
+            address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(bad)?,
+        ),
+    };
+    Ok(ListenAddress {
+        flag_value: address.to_owned(),
+        target,
+    })
 }
 
 fn parse_telemetry_path(path: &str) -> Result<String, ConfigError> {
@@ -581,7 +660,10 @@ mod tests {
             &config.tenants[0].credential,
             CredentialConfig::ClientSecret { client_id, secret } if client_id == "cid" && secret.secret() == "s3cret"
         ));
-        assert_eq!(config.listen_address.port(), 9929);
+        assert_eq!(
+            config.web.listen_addresses[0].target,
+            ListenTarget::AllInterfaces(9929)
+        );
         assert_eq!(
             config.graph.endpoint.as_str(),
             "https://graph.microsoft.com/"
@@ -652,12 +734,73 @@ mod tests {
     fn bad_listen_address_and_path() {
         assert!(Config::load(&cli(&["--demo", "--web.listen-address=nonsense"]), &no_env).is_err());
         assert!(Config::load(&cli(&["--demo", "--web.telemetry-path=metrics"]), &no_env).is_err());
+        assert!(Config::load(&cli(&["--demo", "--web.listen-address=:x"]), &no_env).is_err());
         let c = Config::load(
-            &cli(&["--demo", "--web.listen-address=127.0.0.1:0"]),
+            &cli(&[
+                "--demo",
+                "--web.listen-address=127.0.0.1:0",
+                "--web.listen-address=[::1]:9",
+            ]),
             &no_env,
         )
         .unwrap();
-        assert!(c.listen_address.ip().is_loopback());
+        let targets: Vec<ListenTarget> = c.web.listen_addresses.iter().map(|a| a.target).collect();
+        assert_eq!(
+            targets,
+            [
+                ListenTarget::Socket("127.0.0.1:0".parse().unwrap()),
+                ListenTarget::Socket("[::1]:9".parse().unwrap())
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_and_sub_second_durations_name_the_flag() {
+        for flag in [
+            "--poll.interval",
+            "--graph.timeout",
+            "--web.header-read-timeout",
+            "--web.idle-timeout",
+        ] {
+            for value in ["0s", "500ms"] {
+                let err = Config::load(&cli(&["--demo", &format!("{flag}={value}")]), &no_env)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(flag) && err.contains("at least 1s"), "{err}");
+            }
+        }
+        // Negative durations do not parse; clap names the flag.
+        let err = Cli::try_parse_from(["x", "--poll.interval=-5s"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--poll.interval"), "{err}");
+        Config::load(&cli(&["--demo", "--poll.interval=1s"]), &no_env).unwrap();
+    }
+
+    #[test]
+    fn zero_negative_and_sub_second_durations_name_the_config_key() {
+        for (text, key) in [
+            (
+                "reports:\n  credentialUsageSummary: {interval: 0s}\n",
+                "reports.credentialUsageSummary.interval",
+            ),
+            (
+                "reports:\n  credentialUsageSummary: {max_age: 100ms}\n",
+                "reports.credentialUsageSummary.max_age",
+            ),
+            (
+                "reports:\n  credentialUsageSummary: {interval: -5s}\n",
+                "reports.credentialUsageSummary.interval",
+            ),
+            (
+                "tenants:\n  - tenant_id: t\n    managed_identity: true\n    reports:\n      userEventsSummary: {interval: 999ms}\n",
+                "tenants[0].reports.userEventsSummary.interval",
+            ),
+        ] {
+            let err = load_yaml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]
@@ -875,5 +1018,72 @@ tenants:
         )
         .unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        const KEYS: &[&str] = &[
+            "tenants",
+            "reports",
+            "failure_reason_limit",
+            "name",
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "client_certificate_password",
+            "managed_identity",
+            "enabled",
+            "interval",
+            "max_age",
+            "credentialUsageSummary",
+            "userEventsSummary",
+        ];
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "(0s|1s|500ms|-5s|10m|1h 30m|soon|99999999999999h|)".prop_map(Value::from),
+                "[ -~]{0,24}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                let key = prop_oneof![
+                    4 => prop::sample::select(KEYS).prop_map(str::to_owned),
+                    1 => "[a-z_]{1,10}",
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(key, inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        fn load_text(text: &str) {
+            let file = yaml(text);
+            let _ = Config::load(
+                &cli(&["--config.file", file.path().to_str().unwrap()]),
+                &no_env,
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_text_is_loaded_or_refused(text in "(?s).{0,200}") {
+                load_text(&text);
+            }
+
+            #[test]
+            fn arbitrary_structures_are_loaded_or_refused(value in value()) {
+                // JSON is YAML.
+                load_text(&value.to_string());
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Data flows through the modules in this order:
 //! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
-//! → [`snapshot`] (last good result per tenant and report) → [`collector`] → [`server`].
+//! → [`snapshot`] (last good result per tenant and report) → [`collector`] (text format via
+//! [`exposition`]) → [`server`] (secured by [`web_config`]).
 //! [`poller`] runs one poll loop per tenant; [`fake`] is the simulated Graph behind `--demo` and the tests.
 
 pub mod app;
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod exposition;
 pub mod fake;
 pub mod graph;
 pub mod labels;
@@ -18,6 +20,7 @@ pub mod reports;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod web_config;
 
 /// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
 /// never stop the process.
@@ -35,12 +38,10 @@ pub enum Error {
     },
     #[error("HTTP client: {0}")]
     HttpClient(#[from] graph::GraphError),
-    #[error("listening on {address}: {source}")]
-    Listen {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] server::ListenError),
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("demo tenant: {0}")]

@@ -5,7 +5,21 @@ use entra_authmethods_exporter::{app, cli::Cli, error_chain, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+/// Turns off glibc's fast bins: under scrape load, consolidating them before each larger
+/// allocation took a sixth of the CPU; small blocks are still cached per thread (tcache).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets an allocator parameter; it runs before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     telemetry::init(cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

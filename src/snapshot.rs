@@ -2,6 +2,7 @@
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -49,12 +50,14 @@ impl Snapshot {
         });
     }
 
-    /// The value of the sample with exactly these label values, for tests and tools.
+    /// The value served for exactly these label values, for tests and tools: samples pushed
+    /// twice with the same labels (Graph repeating a key) are summed, as on `/metrics`.
     pub fn value(&self, metric: &MetricDef, labels: &[&str]) -> Option<f64> {
         self.samples
             .iter()
-            .find(|s| std::ptr::eq(s.metric, metric) && s.labels.iter().eq(labels.iter()))
+            .filter(|s| std::ptr::eq(s.metric, metric) && s.labels.iter().eq(labels.iter()))
             .map(|s| s.value)
+            .reduce(|a, b| a + b)
     }
 }
 
@@ -111,6 +114,9 @@ pub struct Key {
 #[derive(Debug, Default)]
 pub struct Store {
     reports: RwLock<BTreeMap<Key, ReportState>>,
+    /// Bumped by every change, so that readers can keep what they derived from the states
+    /// until it moves.
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -196,6 +202,12 @@ impl Store {
         })
     }
 
+    /// Changes with every update of any report's state. Read it before [`Store::states`]: a
+    /// result derived from the states is current while the generation stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// A consistent copy of every report's state. Snapshots are shared, not copied.
     pub fn states(&self) -> Vec<(Key, ReportState)> {
         self.read(|reports| {
@@ -232,10 +244,13 @@ impl Store {
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, ReportState>) -> T) -> T {
-        match self.reports.write() {
+        let result = match self.reports.write() {
             Ok(mut guard) => f(&mut guard),
             Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        };
+        // After the change, so that a reader that sees the new generation sees the change.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        result
     }
 }
 
@@ -276,6 +291,28 @@ mod tests {
         assert!(!store.ready());
         store.record_failure("t", "b", Status::Failing, "boom".into(), Duration::ZERO);
         assert!(store.ready());
+    }
+
+    #[test]
+    fn every_change_moves_the_generation_and_repeated_keys_sum() {
+        let store = Store::new();
+        let start = store.generation();
+        store.register("t", "a", settings(true, Duration::from_secs(60)));
+        let registered = store.generation();
+        assert!(registered > start);
+        let mut snapshot = Snapshot::default();
+        snapshot.push(&M, vec!["unknown".into()], 1.0);
+        snapshot.push(&M, vec!["unknown".into()], 2.0);
+        assert_eq!(snapshot.value(&M, &["unknown"]), Some(3.0));
+        store.record_success("t", "a", snapshot, Duration::ZERO);
+        assert!(store.generation() > registered);
+        let succeeded = store.generation();
+        store.record_failure("t", "a", Status::Failing, "x".into(), Duration::ZERO);
+        assert!(store.generation() > succeeded);
+        let failed = store.generation();
+        assert!(store.ready());
+        let _ = store.states();
+        assert_eq!(store.generation(), failed, "reads change nothing");
     }
 
     #[test]

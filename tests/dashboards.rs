@@ -60,11 +60,17 @@ const VARIABLES: [&str; 6] = [
     "__range",
 ];
 
-/// Series that have no tenant label, so cannot be filtered by it: the process metrics, build
-/// info and the rule file's alert thresholds (constants).
+/// Exporter-level metrics: one series per exporter process, without a tenant label.
+const EXPORTER_LEVEL: [&str; 2] = [
+    "entra_exporter_build_info",
+    "entra_exporter_web_config_last_reload_successful",
+];
+
+/// Series that have no tenant label, so cannot be filtered by it: the process metrics, the
+/// exporter-level metrics and the rule file's alert thresholds (constants).
 fn tenantless(metric: &str) -> bool {
     metric.starts_with("process_")
-        || metric == "entra_exporter_build_info"
+        || EXPORTER_LEVEL.contains(&metric)
         || metric.starts_with("entra_authmethods:alert_threshold:")
 }
 

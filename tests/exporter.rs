@@ -144,7 +144,7 @@ async fn refreshes_tokens_and_survives_a_rejected_one() {
         ..quiet()
     })
     .await;
-    let exporter = Exporter::start(&fake, &["--poll.interval=500ms"]).await;
+    let exporter = Exporter::start(&fake, &["--poll.interval=1s"]).await;
     exporter.wait_ready().await;
     let issued = fake.tokens_issued();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -336,7 +336,7 @@ async fn usage_counters_start_at_zero_and_count_new_events_once() {
         ..quiet()
     })
     .await;
-    let config = common::temp_file("reports:\n  userCredentialUsageDetails: {interval: 500ms}\n");
+    let config = common::temp_file("reports:\n  userCredentialUsageDetails: {interval: 1s}\n");
     let args = [format!("--config.file={}", config.path().display())];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&fake, &args).await;

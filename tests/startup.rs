@@ -111,3 +111,26 @@ fn bad_strength_classes_are_one_line_errors() {
         assert!(errors[0].contains(needle), "{yaml}: {stderr}");
     }
 }
+
+#[test]
+fn zero_and_sub_second_intervals_are_start_up_errors_naming_the_flag_or_key() {
+    let config = temp_file("reports:\n  userEventsSummary: {interval: 0s}\n");
+    for (args, needle) in [
+        (vec!["--poll.interval=0s".to_owned()], "--poll.interval"),
+        (vec!["--poll.interval=250ms".to_owned()], "--poll.interval"),
+        (
+            vec![format!("--config.file={}", config.path().display())],
+            "reports.userEventsSummary.interval",
+        ),
+    ] {
+        let (output, stderr) = run({
+            let mut c = Command::new(BIN);
+            c.env_clear().arg("--demo").args(&args);
+            c
+        });
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains(needle), "{stderr}");
+    }
+}

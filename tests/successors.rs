@@ -193,7 +193,7 @@ async fn successor_event_counters_count_like_the_legacy_ones() {
     })
     .await;
     let config = common::temp_file(
-        "reports:\n  userEventsSummary: {interval: 500ms}\n  userCredentialUsageDetails: {interval: 500ms}\n",
+        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
     );
     let exporter = Exporter::start(
         &fake,
@@ -306,7 +306,7 @@ async fn outcome_counters_start_at_zero_and_count_every_new_event_exactly() {
     })
     .await;
     let config = common::temp_file(
-        "reports:\n  userEventsSummary: {interval: 500ms}\n  userCredentialUsageDetails: {interval: 500ms}\n",
+        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
     );
     let exporter = Exporter::start(
         &fake,

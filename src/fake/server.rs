@@ -51,12 +51,17 @@ where
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
         let mut connections = JoinSet::new();
+        let mut backoff = crate::server::AcceptBackoff::default();
         loop {
             let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
                 Err(err) => {
-                    // Typically EMFILE; keep serving rather than kill the fake.
-                    tracing::warn!(%err, "fake server: accept failed");
+                    // Typically EMFILE; keep serving rather than kill the fake, without
+                    // spinning.
+                    tokio::time::sleep(backoff.failed("fake Graph", &err)).await;
                     continue;
                 }
             };

@@ -61,8 +61,9 @@ impl Aggregate {
                 .counts
                 .entry((period, row.feature, row.auth_method))
                 .or_default();
-            entry.0 += row.successful_activity_count;
-            entry.1 += row.failure_activity_count;
+            // Graph's counts are untrusted: a sum past u64::MAX saturates rather than panics.
+            entry.0 = entry.0.saturating_add(row.successful_activity_count);
+            entry.1 = entry.1.saturating_add(row.failure_activity_count);
         }
     }
 

@@ -8,6 +8,9 @@ mod events;
 mod groups;
 mod registered_by;
 
+#[cfg(test)]
+mod properties;
+
 pub mod events_summary;
 pub mod mfa_signins;
 pub mod password_events;

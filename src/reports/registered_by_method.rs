@@ -105,4 +105,30 @@ mod tests {
         );
         assert_eq!(s.value(&METHOD_USERS, &["unknown", "summary"]), Some(1.0));
     }
+
+    #[test]
+    fn null_and_empty_methods_are_one_summed_series() {
+        let summary: Summary = serde_json::from_str(
+            r#"{"userRegistrationMethodCounts":[{"authenticationMethod":null,"userCount":1},
+                {"authenticationMethod":"","userCount":"2"},{"authenticationMethod":"sms","userCount":4}]}"#,
+        )
+        .unwrap();
+        let s = snapshot(Figures::Summary(summary));
+        assert_eq!(s.value(&METHOD_USERS, &["unknown", "summary"]), Some(3.0));
+        let mut families = crate::exposition::Families::default();
+        for sample in &s.samples {
+            families.add(sample.metric, "t", &sample.labels, sample.value);
+        }
+        let text = families.render();
+        let unknown: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(r#"method="unknown""#))
+            .collect();
+        assert_eq!(
+            unknown,
+            [
+                r#"entra_authmethods_registered_by_method_users{tenant="t",method="unknown",source="summary"} 3"#
+            ]
+        );
+    }
 }

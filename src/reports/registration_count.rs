@@ -88,12 +88,14 @@ impl Aggregate {
     pub fn add(&mut self, rows: Vec<Row>) {
         for row in rows {
             self.rows += 1;
-            self.total += row.total_user_count;
+            // Graph's counts are untrusted: a sum past u64::MAX saturates rather than panics.
+            self.total = self.total.saturating_add(row.total_user_count);
             for status in row.user_registration_counts {
-                *self
+                let count = self
                     .by_status
                     .entry(status.registration_status)
-                    .or_default() += status.registration_count;
+                    .or_default();
+                *count = count.saturating_add(status.registration_count);
             }
         }
     }

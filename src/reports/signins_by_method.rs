@@ -67,15 +67,21 @@ impl Report for SigninsByMethod {
     }
 }
 
-fn add(counts: &mut BTreeMap<(&'static str, String), u64>, period: &'static str, rows: Vec<Row>) {
+pub(super) fn add(
+    counts: &mut BTreeMap<(&'static str, String), u64>,
+    period: &'static str,
+    rows: Vec<Row>,
+) {
     for row in rows {
-        *counts
+        let count = counts
             .entry((period, row.authentication_method))
-            .or_default() += row.success_activity_count;
+            .or_default();
+        // Graph's counts are untrusted: a sum past u64::MAX saturates rather than panics.
+        *count = count.saturating_add(row.success_activity_count);
     }
 }
 
-fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
+pub(super) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for ((period, method), count) in counts {
         snapshot.push(&SIGNINS, vec![period.to_owned(), method], count as f64);

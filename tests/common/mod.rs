@@ -20,6 +20,8 @@ pub struct Exporter {
     child: Child,
     pub url: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `logs` until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
     _files: Vec<tempfile::NamedTempFile>,
 }
 
@@ -103,7 +105,7 @@ impl Exporter {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr piped");
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -131,6 +133,7 @@ impl Exporter {
             child,
             url,
             logs,
+            reader: Some(reader),
             _files: files,
         }
     }
@@ -204,6 +207,10 @@ impl Exporter {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
+                // Its last lines may still be in the pipe: read to the end.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(started.elapsed() < WAIT, "exporter ignored SIGTERM");
@@ -391,6 +398,25 @@ pub fn sum(text: &str, metric: &str) -> f64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A `/proc/<pid>/status` field in KiB, such as `VmRSS:` or `VmHWM:` (peak RSS).
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time of a process.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ).
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// A command for an external tool the tests need (promtool, prometheus, ...). `.ci/run`

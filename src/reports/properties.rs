@@ -1,0 +1,210 @@
+//! Property tests: arbitrary bytes, arbitrary JSON and rows of Graph's field names with values
+//! of any type go through every report's parser and aggregation. Each returns a value or an
+//! error; none panics (debug builds check integer overflow). A new report adds its row type to
+//! `every_parser` below.
+
+use proptest::prelude::*;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Number, Value};
+
+use super::*;
+use crate::graph::parse_page;
+use crate::labels::BoundedLabel;
+
+/// Every field name the report rows read, so that generated rows reach the field parsers.
+const FIELDS: &[&str] = &[
+    "aggregatedDateTime",
+    "authMethod",
+    "authMethods",
+    "authenticationMethod",
+    "changePasswordSelfServiceCount",
+    "createdDateTime",
+    "eventDateTime",
+    "failureActivityCount",
+    "failureReason",
+    "feature",
+    "id",
+    "isAdmin",
+    "isCapable",
+    "isEnabled",
+    "isMfaCapable",
+    "isMfaRegistered",
+    "isPasswordlessCapable",
+    "isRegistered",
+    "isSsprCapable",
+    "isSsprEnabled",
+    "isSsprRegistered",
+    "isSuccess",
+    "isSystemPreferredAuthenticationMethodEnabled",
+    "lastUpdatedDateTime",
+    "methodsRegistered",
+    "multiFactorSignIns",
+    "passwordResetsByAdminCount",
+    "passwordResetsSelfServiceCount",
+    "registrationCount",
+    "registrationStatus",
+    "singleFactorSignIns",
+    "successActivityCount",
+    "successfulActivityCount",
+    "systemPreferredAuthenticationMethods",
+    "totalSignIns",
+    "totalUserCount",
+    "userCount",
+    "userPreferredMethodForSecondaryAuthentication",
+    "userRegistationCount",
+    "userRegistrationCounts",
+    "userRegistrationFeatureCounts",
+    "userRegistrationMethodCounts",
+    "userRegistrationStatus",
+    "userType",
+];
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        Just(Value::from(u64::MAX)),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        "[0-9]{1,25}".prop_map(Value::from),
+        "(true|false|True| 7 |-1|1e3|2024-02-29T23:59:59Z|2024-13-01T00:00:00Z|)"
+            .prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(FIELDS).prop_map(str::to_owned),
+        1 => "[a-zA-Z@.]{0,12}",
+    ]
+}
+
+/// Any JSON value, nested a few levels, with Graph's field names as most keys.
+fn json() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(key(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+/// A page of rows whose keys are Graph's field names and whose values are anything.
+fn page() -> impl Strategy<Value = Vec<u8>> {
+    let row = prop::collection::btree_map(key(), json(), 0..FIELDS.len())
+        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()));
+    (
+        prop::collection::vec(row, 0..6),
+        prop::option::of(".{0,20}"),
+    )
+        .prop_map(|(rows, next)| {
+            let mut page = Map::new();
+            page.insert("value".into(), Value::Array(rows));
+            if let Some(next) = next {
+                page.insert("@odata.nextLink".into(), Value::from(next));
+            }
+            serde_json::to_vec(&Value::Object(page)).unwrap_or_default()
+        })
+}
+
+/// Parses a page, and aggregates it as the report does when it parses.
+fn parse<T: DeserializeOwned>(body: &[u8], aggregate: impl FnOnce(Vec<T>)) {
+    if let Ok((rows, _)) = parse_page::<T>(body) {
+        aggregate(rows);
+    }
+}
+
+/// Every parser and aggregation of Graph pages and documents.
+fn every_parser(body: &[u8]) {
+    parse::<registration_count::Row>(body, |rows| {
+        let mut aggregate = registration_count::Aggregate::default();
+        aggregate.add(rows);
+        let _ = aggregate.finish();
+    });
+    parse::<activity::Row>(body, |rows| {
+        let mut aggregate = activity::Aggregate::default();
+        aggregate.add("D1", rows);
+        let _ = aggregate.finish(&usage_summary::ACTIVITIES);
+    });
+    parse::<registration_details::Row>(body, |rows| {
+        let mut aggregate = registration_details::Aggregate::new(std::sync::Arc::default());
+        aggregate.add(rows);
+        let _ = aggregate.finish(&mut BoundedLabel::new(3));
+    });
+    parse::<events::Row>(body, |_| {});
+    parse::<signins_by_method::Row>(body, |rows| {
+        let mut counts = std::collections::BTreeMap::new();
+        signins_by_method::add(&mut counts, "d1", rows);
+        let _ = signins_by_method::finish(counts);
+    });
+    parse::<mfa_signins::Row>(body, |rows| {
+        let mut newest = None;
+        daily::keep_newest(&mut newest, rows);
+    });
+    parse::<password_events::Row>(body, |rows| {
+        let mut newest = None;
+        daily::keep_newest(&mut newest, rows);
+    });
+    parse::<user_registration_details::Row>(body, |rows| {
+        let mut aggregate = user_registration_details::Aggregate::new(std::sync::Arc::default());
+        aggregate.add(rows);
+        let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
+    });
+    // The two summaries are single documents, not pages.
+    let _ = serde_json::from_slice::<registered_by_feature::Summary>(body);
+    let _ = serde_json::from_slice::<registered_by_method::Summary>(body);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        every_parser(&body);
+    }
+
+    #[test]
+    fn arbitrary_json(value in json()) {
+        every_parser(&serde_json::to_vec(&value).unwrap_or_default());
+    }
+
+    #[test]
+    fn pages_of_graph_fields_with_any_values(body in page()) {
+        every_parser(&body);
+    }
+
+    #[test]
+    fn summaries_with_any_values(counts in prop::collection::vec(prop::collection::btree_map(key(), json(), 0..4), 0..5)) {
+        for list in ["userRegistrationFeatureCounts", "userRegistrationMethodCounts"] {
+            let rows: Vec<Value> = counts
+                .iter()
+                .map(|m| Value::Object(m.clone().into_iter().collect()))
+                .collect();
+            let document = serde_json::json!({ list: rows });
+            every_parser(&serde_json::to_vec(&document).unwrap_or_default());
+        }
+    }
+}
+
+#[test]
+fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
+    let body = format!(
+        r#"{{"value":[{{"feature":"reset","authMethod":"sms","successfulActivityCount":{max},"failureActivityCount":"{max}"}},
+                     {{"feature":"reset","authMethod":"sms","successfulActivityCount":{max},"failureActivityCount":1}}]}}"#,
+        max = u64::MAX
+    );
+    let (rows, _) = parse_page::<activity::Row>(body.as_bytes()).unwrap();
+    let mut aggregate = activity::Aggregate::default();
+    aggregate.add("D1", rows);
+    let snapshot = aggregate.finish(&usage_summary::ACTIVITIES);
+    assert_eq!(
+        snapshot.value(
+            &usage_summary::ACTIVITIES,
+            &["D1", "reset", "sms", "success"]
+        ),
+        Some(u64::MAX as f64)
+    );
+}
