@@ -1023,7 +1023,7 @@ tenants:
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use serde_json::{Map, Value};
+        use serde_json::Value;
 
         const KEYS: &[&str] = &[
             "tenants",
@@ -1043,24 +1043,14 @@ tenants:
         ];
 
         fn value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
+            let scalar = prop_oneof![
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::from),
                 any::<i64>().prop_map(Value::from),
                 "(0s|1s|500ms|-5s|10m|1h 30m|soon|99999999999999h|)".prop_map(Value::from),
                 "[ -~]{0,24}".prop_map(Value::from),
             ];
-            leaf.prop_recursive(4, 32, 6, |inner| {
-                let key = prop_oneof![
-                    4 => prop::sample::select(KEYS).prop_map(str::to_owned),
-                    1 => "[a-z_]{1,10}",
-                ];
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                    prop::collection::btree_map(key, inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-                ]
-            })
+            crate::testing::document(KEYS, scalar.boxed())
         }
 
         fn load_text(text: &str) {

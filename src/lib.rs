@@ -20,6 +20,8 @@ pub mod reports;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod web_config;
 
 /// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and

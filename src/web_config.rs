@@ -754,7 +754,7 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use serde_json::{Map, Value};
+        use serde_json::Value;
 
         const KEYS: &[&str] = &[
             "tls_server_config",
@@ -786,17 +786,7 @@ mod tests {
                 "(TLS12|TLS13|TLS10|NoClientCert|RequestClientCert|RequireAnyClientCert|VerifyClientCertIfGiven|RequireAndVerifyClientCert|deny|nosniff|\\$2y\\$04\\$abc|-----BEGIN CERTIFICATE-----)".prop_map(Value::from),
                 "[ -~]{0,24}".prop_map(Value::from),
             ];
-            leaf.prop_recursive(4, 32, 6, |inner| {
-                let key = prop_oneof![
-                    4 => prop::sample::select(KEYS).prop_map(str::to_owned),
-                    1 => "[a-z_]{1,10}",
-                ];
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                    prop::collection::btree_map(key, inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-                ]
-            })
+            crate::testing::document(KEYS, leaf.boxed())
         }
 
         proptest! {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Exporter, LEGACY_REPORTS, SUCCESSOR_REPORTS, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraphOptions, Fault, UsageEvent};
+use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 
 const SUCCESSOR_FAMILIES: &[&str] = &[
     "entra_authmethods_users",
@@ -185,6 +185,17 @@ async fn a_tenant_with_every_legacy_report_retired_still_gets_every_successor() 
     common::promtool_check_metrics(&text);
 }
 
+/// The exporter against `fake`, polling both events reports every second.
+async fn polling_events_every_second(fake: &FakeGraph) -> Exporter {
+    let config = common::temp_file(
+        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
+    );
+    let ca = common::ca_file(fake);
+    let mut command = common::command_for(fake, &ca);
+    command.arg(format!("--config.file={}", config.path().display()));
+    Exporter::spawn(command, vec![config, ca]).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn successor_event_counters_count_like_the_legacy_ones() {
     let fake = fake(FakeGraphOptions {
@@ -192,14 +203,7 @@ async fn successor_event_counters_count_like_the_legacy_ones() {
         ..quiet()
     })
     .await;
-    let config = common::temp_file(
-        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
-    );
-    let exporter = Exporter::start(
-        &fake,
-        &[&format!("--config.file={}", config.path().display())],
-    )
-    .await;
+    let exporter = polling_events_every_second(&fake).await;
     exporter.wait_ready().await;
     let text = exporter.metrics().await;
     assert_eq!(sum(&text, "entra_authmethods_usage_events_total"), 0.0);
@@ -305,14 +309,7 @@ async fn outcome_counters_start_at_zero_and_count_every_new_event_exactly() {
         ..quiet()
     })
     .await;
-    let config = common::temp_file(
-        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
-    );
-    let exporter = Exporter::start(
-        &fake,
-        &[&format!("--config.file={}", config.path().display())],
-    )
-    .await;
+    let exporter = polling_events_every_second(&fake).await;
     exporter.wait_ready().await;
     let text = exporter.metrics().await;
     for prefix in ["entra_authmethods", "entra_credential"] {

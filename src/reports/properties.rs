@@ -75,21 +75,12 @@ fn scalar() -> impl Strategy<Value = Value> {
 }
 
 fn key() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => prop::sample::select(FIELDS).prop_map(str::to_owned),
-        1 => "[a-zA-Z@.]{0,12}",
-    ]
+    crate::testing::key(FIELDS)
 }
 
 /// Any JSON value, nested a few levels, with Graph's field names as most keys.
 fn json() -> impl Strategy<Value = Value> {
-    scalar().prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(key(), inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
+    crate::testing::document(FIELDS, scalar().boxed())
 }
 
 /// A page of rows whose keys are Graph's field names and whose values are anything.
