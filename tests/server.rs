@@ -435,10 +435,7 @@ fn a_port_in_use_is_one_error_line_naming_the_flag() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(r#""level":"ERROR""#))
-        .collect();
+    let errors = common::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
         errors[0].contains(&format!("--web.listen-address {address}"))

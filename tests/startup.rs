@@ -4,19 +4,12 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{BIN, ca_file, command_for, fake, quiet, temp_file};
+use common::{BIN, ca_file, command_for, error_lines, fake, quiet, temp_file};
 
 fn run(mut command: Command) -> (Output, String) {
     let output = command.output().expect("exporter runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output, stderr)
-}
-
-fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("ERROR") || l.contains("level=error"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -431,10 +431,7 @@ fn a_bad_web_config_at_start_is_one_error_line() {
     ] {
         let (code, stderr) = run_with_web_config(text, dir.path());
         assert_eq!(code, Some(1), "{text:?}:\n{stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.contains(r#""level":"ERROR""#))
-            .collect();
+        let errors = common::error_lines(&stderr);
         assert_eq!(errors.len(), 1, "{stderr}");
         assert!(
             errors[0].contains("--web.config.file") && errors[0].contains(needle),

@@ -458,6 +458,14 @@ pub fn promtool_check_metrics(text: &str) {
     assert_success("promtool check metrics", &output);
 }
 
+/// The error lines of the exporter's log, in either log format.
+pub fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#) || l.contains("level=error"))
+        .collect()
+}
+
 /// Fails the test with the command's output unless it exited successfully.
 pub fn assert_success(what: &str, output: &std::process::Output) {
     assert!(
