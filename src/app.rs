@@ -15,7 +15,8 @@ use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, GraphClient};
 use crate::server::{self, AppState, TenantInfo};
 use crate::snapshot::Store;
-use crate::{Error, auth, poller};
+use crate::state::{StateFile, Wanted};
+use crate::{Error, auth, poller, reports};
 
 /// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only: once the
 /// server listens, Graph failures are reported through metrics and logs, never by returning.
@@ -37,6 +38,14 @@ pub async fn run(
 
     let store = Arc::new(Store::new());
     let metrics = Metrics::new(store.clone())?;
+    let state = match &cli.state_file {
+        Some(path) => Some(StateFile::open(
+            path,
+            &state_wanted(&config),
+            metrics.state_writes.clone(),
+        )?),
+        None => None,
+    };
     let http = graph::http_client(&config.graph)?;
     let scope = auth::graph_scope(&config.graph);
 
@@ -61,7 +70,8 @@ pub async fn run(
             http.clone(),
             &config.graph,
             metrics.graph_requests.clone(),
-        );
+        )
+        .with_max_pages(tenant.max_pages());
         clients.push((tenant.clone(), Arc::new(client)));
     }
 
@@ -84,6 +94,7 @@ pub async fn run(
             client.clone(),
             store.clone(),
             config.failure_reason_limit,
+            state.clone(),
             shutdown.clone(),
         ));
     }
@@ -106,6 +117,27 @@ pub async fn run(
     while tenant_loops.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The tenants and reports whose state `--state.file` keeps: every other entry is dropped.
+fn state_wanted(config: &Config) -> Vec<Wanted> {
+    config
+        .tenants
+        .iter()
+        .map(|tenant| Wanted {
+            tenant: tenant.name.clone(),
+            tenant_id: tenant.tenant_id.clone(),
+            reports: reports::STATEFUL
+                .iter()
+                .filter(|spec| {
+                    tenant
+                        .report_settings(spec.name, spec.default_interval)
+                        .enabled
+                })
+                .map(|spec| spec.name)
+                .collect(),
+        })
+        .collect()
 }
 
 /// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.

@@ -86,6 +86,12 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
 
+    /// File that keeps the usage-event counters, their remembered event ids and admitted failure
+    /// reasons across restarts; written atomically after every events poll. Without it the
+    /// counters start at zero after each restart.
+    #[arg(long = "state.file", value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+
     /// Run against a simulated tenant served by a built-in fake Graph over HTTPS on loopback; no
     /// Azure account needed.
     #[arg(long = "demo")]

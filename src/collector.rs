@@ -70,6 +70,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// `entra_exporter_graph_requests_total{tenant,report,code}`.
     pub graph_requests: IntCounterVec,
+    /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
+    pub state_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,6 +85,14 @@ impl Metrics {
             &["tenant", "report", "code"],
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
+        let state_writes = IntCounterVec::new(
+            Opts::new(
+                "entra_exporter_state_writes_total",
+                "Writes of the --state.file by result (success, error); a failed write is retried with the next events poll.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(state_writes.clone()))?;
 
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -105,6 +115,7 @@ impl Metrics {
         Ok(Self {
             registry,
             graph_requests,
+            state_writes,
         })
     }
 }

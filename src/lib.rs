@@ -17,6 +17,7 @@ pub mod poller;
 pub mod reports;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod telemetry;
 
 /// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
@@ -43,6 +44,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("demo tenant: {0}")]
     Demo(#[from] fake::FakeError),
+    #[error("{0}")]
+    State(#[from] state::StateError),
 }
 
 /// An error and its causes on one line, `outer: inner: ...`, skipping causes whose text the

@@ -13,8 +13,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TenantConfig;
 use crate::graph::{GraphClient, GraphError, Unavailability};
-use crate::reports::{self, BuildContext, ReportSpec, UNAVAILABLE_RETRY};
+use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
 use crate::snapshot::{Status, Store};
+use crate::state::StateFile;
 
 /// Registers the tenant's reports in the store and polls them until `shutdown`.
 pub async fn run_tenant(
@@ -22,10 +23,11 @@ pub async fn run_tenant(
     graph: Arc<GraphClient>,
     store: Arc<Store>,
     failure_reason_limit: usize,
+    state: Option<Arc<StateFile<SavedEvents>>>,
     shutdown: CancellationToken,
 ) {
     // One context per tenant: its reports share state with each other, never across tenants.
-    let context = BuildContext::new(failure_reason_limit);
+    let context = BuildContext::new(&tenant, failure_reason_limit, state);
     let mut loops = JoinSet::new();
     for spec in reports::ALL.iter().copied() {
         let settings = tenant.report_settings(spec.name, spec.default_interval);

@@ -37,6 +37,9 @@ pub struct Snapshot {
     pub samples: Vec<Sample>,
     /// Rows Graph returned for this poll, for `entra_exporter_report_rows`.
     pub rows: u64,
+    /// When the values go stale whatever the report's own max_age says: figures taken from
+    /// another report's result expire with that result.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -47,6 +50,12 @@ impl Snapshot {
             labels,
             value,
         });
+    }
+
+    /// The snapshot, served no longer than until `at`.
+    pub fn expiring(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 
     /// The value of the sample with exactly these label values, for tests and tools.
@@ -94,11 +103,12 @@ pub struct ReportState {
 }
 
 impl ReportState {
-    /// The snapshot, unless it is older than the report's max age.
+    /// The snapshot, unless it is older than the report's max age or past its own expiry.
     pub fn fresh_snapshot(&self, now: SystemTime) -> Option<&Snapshot> {
         let success = self.last_success?;
         let age = now.duration_since(success).unwrap_or(Duration::ZERO);
-        (age <= self.settings.max_age).then_some(&*self.snapshot)
+        let expired = self.snapshot.expires_at.is_some_and(|at| now > at);
+        (age <= self.settings.max_age && !expired).then_some(&*self.snapshot)
     }
 }
 
@@ -297,6 +307,28 @@ mod tests {
         assert!(
             state
                 .fresh_snapshot(now + Duration::from_secs(61))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_with_its_own_expiry_goes_stale_then_even_if_polled_just_now() {
+        let store = Store::new();
+        store.register("t", "a", settings(true, Duration::from_secs(600)));
+        let now = SystemTime::now();
+        let mut snapshot = Snapshot::default();
+        snapshot.push(&M, vec!["x".into()], 3.0);
+        store.record_success(
+            "t",
+            "a",
+            snapshot.expiring(now + Duration::from_secs(10)),
+            Duration::ZERO,
+        );
+        let (_, state) = store.states().remove(0);
+        assert!(state.fresh_snapshot(now).is_some());
+        assert!(
+            state
+                .fresh_snapshot(now + Duration::from_secs(11))
                 .is_none()
         );
     }

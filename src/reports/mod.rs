@@ -21,12 +21,16 @@ pub mod usage_summary;
 pub mod user_registration_details;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+pub use events::SavedEvents;
+
+use crate::config::TenantConfig;
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
+use crate::state::StateFile;
 
 /// Every report, in the order they are polled at start.
 pub const ALL: &[&ReportSpec] = &[
@@ -45,6 +49,9 @@ pub const ALL: &[&ReportSpec] = &[
     &events_summary::SPEC,
     &user_registration_details::SPEC,
 ];
+
+/// Reports that keep state across restarts in `--state.file`: the usage-event counters.
+pub const STATEFUL: &[&ReportSpec] = &[&usage_details::SPEC, &events_summary::SPEC];
 
 /// Summaries are cheap (one request each) and Graph refreshes them every few hours.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -77,39 +84,74 @@ pub struct ReportSpec {
 /// tenant's reports share.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
+    /// The `tenant` label.
+    pub tenant: String,
     pub failure_reason_limit: usize,
     pub shared: Arc<TenantShared>,
+    /// `--state.file`, where the events reports keep their counters across restarts.
+    pub state: Option<Arc<StateFile<SavedEvents>>>,
 }
 
 impl BuildContext {
-    pub fn new(failure_reason_limit: usize) -> Self {
+    pub fn new(
+        tenant: &TenantConfig,
+        failure_reason_limit: usize,
+        state: Option<Arc<StateFile<SavedEvents>>>,
+    ) -> Self {
+        let details = &user_registration_details::SPEC;
         Self {
+            tenant: tenant.name.clone(),
             failure_reason_limit,
-            shared: Arc::default(),
+            shared: Arc::new(TenantShared::new(
+                tenant
+                    .report_settings(details.name, details.default_interval)
+                    .max_age,
+            )),
+            state,
         }
     }
 }
 
 /// Results one report of a tenant publishes for others: the userRegistrationDetails totals
 /// that usersRegisteredByFeature/-Method fall back on when Graph refuses them app-only.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TenantShared {
-    registration_totals: Mutex<Option<Arc<user_registration_details::RegistrationTotals>>>,
+    registration_totals: Mutex<Option<PublishedTotals>>,
+    /// userRegistrationDetails' max_age: its totals stand in for the summaries that long.
+    registration_max_age: Duration,
+}
+
+/// A complete userRegistrationDetails scan's totals, and until when they may be served.
+#[derive(Debug, Clone)]
+pub struct PublishedTotals {
+    pub totals: Arc<user_registration_details::RegistrationTotals>,
+    pub fresh_until: SystemTime,
 }
 
 impl TenantShared {
+    pub fn new(registration_max_age: Duration) -> Self {
+        Self {
+            registration_totals: Mutex::new(None),
+            registration_max_age,
+        }
+    }
+
+    /// Publishes the totals of a scan that completed now.
     pub fn publish_registration_totals(
         &self,
         totals: user_registration_details::RegistrationTotals,
     ) {
+        let published = PublishedTotals {
+            totals: Arc::new(totals),
+            fresh_until: SystemTime::now() + self.registration_max_age,
+        };
         if let Ok(mut slot) = self.registration_totals.lock() {
-            *slot = Some(Arc::new(totals));
+            *slot = Some(published);
         }
     }
 
-    pub fn registration_totals(
-        &self,
-    ) -> Option<Arc<user_registration_details::RegistrationTotals>> {
+    /// The last scan's totals, fresh or not.
+    pub fn registration_totals(&self) -> Option<PublishedTotals> {
         self.registration_totals
             .lock()
             .ok()
