@@ -121,15 +121,13 @@ pub enum GraphError {
         source_report: &'static str,
     },
     #[error(
-        "{report}: the @odata.nextLink of page {pages} repeats a link already followed in this poll; gave up after {pages} pages"
+        "{report}: the @odata.nextLink of page {pages} repeats a link already followed in this poll (pages read: {pages})"
     )]
     PagingLoop { report: &'static str, pages: u32 },
-    #[error(
-        "{report}: page {pages} is empty but has an @odata.nextLink; gave up after {pages} pages"
-    )]
+    #[error("{report}: page {pages} is empty but has an @odata.nextLink (pages read: {pages})")]
     EmptyPageWithNextLink { report: &'static str, pages: u32 },
     #[error(
-        "{report}: more than {max_pages} pages (reports.{report}.max_pages); gave up after {pages} pages"
+        "{report}: more than {max_pages} pages (reports.{report}.max_pages; pages read: {pages})"
     )]
     TooManyPages {
         report: &'static str,
