@@ -3,7 +3,8 @@
 //! Data flows through the modules in this order:
 //! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
 //! → [`snapshot`] (last good result per tenant and report) → [`collector`] → [`server`].
-//! [`poller`] runs one poll loop per tenant; [`fake`] is the simulated Graph behind `--demo` and the tests.
+//! [`poller`] runs one poll loop per tenant; [`state`] keeps the usage counters across restarts
+//! (`--state.file`); [`fake`] is the simulated Graph behind `--demo` and the tests.
 
 pub mod app;
 pub mod auth;

@@ -393,6 +393,16 @@ fn mounts(service: &Value) -> Vec<Mount> {
         .collect()
 }
 
+/// The `command` of a compose service, in exec form.
+fn compose_command(service: &Value) -> Vec<&str> {
+    service["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .map(|a| str_of(a, "argument"))
+        .collect()
+}
+
 /// The named volumes of a compose service: (volume, container path, read-only).
 fn named_volumes(service: &Value) -> Vec<(String, String, bool)> {
     let Some(volumes) = service["volumes"].as_array() else {
@@ -467,12 +477,7 @@ fn compose_runs_the_demo_with_pinned_images_and_existing_mounts() {
         canonical(&dockerfile),
         canonical(&deploy().join("Dockerfile"))
     );
-    let command: Vec<&str> = exporter["command"]
-        .as_array()
-        .expect("command")
-        .iter()
-        .map(|a| str_of(a, "argument"))
-        .collect();
+    let command = compose_command(exporter);
     assert_eq!(command.first(), Some(&"--demo"), "{command:?}");
     let ports: Vec<&str> = exporter["ports"]
         .as_array()
@@ -490,13 +495,7 @@ fn compose_runs_the_demo_with_pinned_images_and_existing_mounts() {
 fn compose_keeps_the_exporter_state_in_a_named_volume() {
     let compose = compose();
     let exporter = &compose["services"]["exporter"];
-    let command: Vec<&str> = exporter["command"]
-        .as_array()
-        .expect("command")
-        .iter()
-        .map(|a| str_of(a, "argument"))
-        .collect();
-    let dir = state_dir(command);
+    let dir = state_dir(compose_command(exporter));
     let volumes = named_volumes(exporter);
     let (volume, _, read_only) = volumes
         .iter()

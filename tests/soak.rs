@@ -207,6 +207,57 @@ impl Added {
     }
 }
 
+/// Which pages of a report a fault goes to.
+enum Pages {
+    /// The first page (the key matches any page; the first request takes the fault).
+    First,
+    /// A page after the first.
+    Later,
+}
+
+fn status(code: u16, retry_after: Option<&str>) -> Fault {
+    Fault::Status {
+        code,
+        retry_after: retry_after.map(str::to_owned),
+        body: String::new(),
+    }
+}
+
+/// The one-shot faults, with the pages they go to and their name in the figures.
+fn single_faults() -> Vec<(Pages, Fault, &'static str)> {
+    vec![
+        (
+            Pages::Later,
+            Fault::Delay(GRAPH_TIMEOUT + Duration::from_secs(1)),
+            "response that times out",
+        ),
+        (
+            Pages::Later,
+            Fault::TruncatedBody,
+            "body cut off on the wire",
+        ),
+        (Pages::First, Fault::InvalidJson, "invalid JSON"),
+        (Pages::Later, Fault::NextLinkLoop, "nextLink loop"),
+        (
+            Pages::Later,
+            Fault::EmptyPageWithNextLink,
+            "empty page with a nextLink",
+        ),
+        (Pages::First, Fault::EmptyCollection, "transient empty 200"),
+        (
+            Pages::First,
+            Fault::NoNextLink,
+            "shortened list (first page only)",
+        ),
+        (
+            Pages::Later,
+            status(404, None),
+            "expired skiptoken (404 on a later page)",
+        ),
+        (Pages::First, status(503, Some("1")), "503 with Retry-After"),
+    ]
+}
+
 /// Faults injected, by kind.
 #[derive(Default)]
 struct Faults(BTreeMap<&'static str, u64>);
@@ -215,12 +266,8 @@ impl Faults {
     /// Injects the `round`-th fault: kinds and reports take turns.
     fn inject(&mut self, fake: &FakeGraph, round: usize) {
         let (_, first, later) = FAULTED[round % FAULTED.len()];
-        let status = |code: u16, retry_after: Option<&str>| Fault::Status {
-            code,
-            retry_after: retry_after.map(str::to_owned),
-            body: String::new(),
-        };
-        let kind: &'static str = match (round / FAULTED.len()) % 11 {
+        let mut singles = single_faults();
+        let kind = match (round / FAULTED.len()) % (singles.len() + 2) {
             0 => {
                 // A storm: more 429s in a row than a poll retries, so one poll fails and the
                 // next one recovers.
@@ -235,41 +282,13 @@ impl Faults {
                 fake.inject(later, status(code, None));
                 "5xx (500/502/503/504, first and later pages)"
             }
-            2 => {
-                fake.inject(later, Fault::Delay(GRAPH_TIMEOUT + Duration::from_secs(1)));
-                "response that times out"
-            }
-            3 => {
-                fake.inject(later, Fault::TruncatedBody);
-                "body cut off on the wire"
-            }
-            4 => {
-                fake.inject(first, Fault::InvalidJson);
-                "invalid JSON"
-            }
-            5 => {
-                fake.inject(later, Fault::NextLinkLoop);
-                "nextLink loop"
-            }
-            6 => {
-                fake.inject(later, Fault::EmptyPageWithNextLink);
-                "empty page with a nextLink"
-            }
-            7 => {
-                fake.inject(first, Fault::EmptyCollection);
-                "transient empty 200"
-            }
-            8 => {
-                fake.inject(first, Fault::NoNextLink);
-                "shortened list (first page only)"
-            }
-            9 => {
-                fake.inject(later, status(404, None));
-                "expired skiptoken (404 on a later page)"
-            }
-            _ => {
-                fake.inject(first, status(503, Some("1")));
-                "503 with Retry-After"
+            n => {
+                let (pages, fault, kind) = singles.swap_remove(n - 2);
+                match pages {
+                    Pages::First => fake.inject(first, fault),
+                    Pages::Later => fake.inject(later, fault),
+                }
+                kind
             }
         };
         *self.0.entry(kind).or_default() += 1;

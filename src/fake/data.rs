@@ -319,19 +319,20 @@ impl Simulation {
         include_unknown: bool,
     ) -> EventPage<'_> {
         let start = self.events.partition_point(|e| e.seq < cursor);
-        let page = self.events.iter().skip(start).take(page_size);
-        let seqs = page
-            .clone()
-            .next()
-            .zip(page.clone().last())
-            .map(|(first, last)| (first.seq, last.seq));
+        let end = start.saturating_add(page_size).min(self.events.len());
         EventPage {
-            rows: page.map(|e| e.row(include_unknown)).collect(),
-            next: self
+            rows: self
                 .events
-                .get(start.saturating_add(page_size))
-                .map(|e| e.seq),
-            seqs,
+                .range(start..end)
+                .map(|e| e.row(include_unknown))
+                .collect(),
+            next: self.events.get(end).map(|e| e.seq),
+            seqs: self
+                .events
+                .get(start)
+                .zip(end.checked_sub(1).and_then(|last| self.events.get(last)))
+                .filter(|_| start < end)
+                .map(|(first, last)| (first.seq, last.seq)),
         }
     }
 
