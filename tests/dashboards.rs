@@ -60,10 +60,11 @@ const VARIABLES: [&str; 5] = [
 ];
 
 /// Series that have no tenant label, so cannot be filtered by it: the process metrics, build
-/// info and the rule file's alert thresholds (constants).
+/// info, state file writes and the rule file's alert thresholds (constants).
 fn tenantless(metric: &str) -> bool {
     metric.starts_with("process_")
         || metric == "entra_exporter_build_info"
+        || metric == "entra_exporter_state_writes_total"
         || metric.starts_with("entra_authmethods:alert_threshold:")
 }
 

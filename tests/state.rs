@@ -133,6 +133,7 @@ async fn counters_continue_after_a_kill_and_count_the_events_of_the_downtime_onc
     );
     assert!(writes(&text, "success") >= 1.0);
     assert_eq!(writes(&text, "error"), 0.0);
+    common::promtool_check_metrics(&text);
 
     setup.add(3, false);
     exporter
