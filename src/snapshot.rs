@@ -52,9 +52,9 @@ impl Snapshot {
         });
     }
 
-    /// The snapshot, served no longer than until `at`.
-    pub fn expiring(mut self, at: SystemTime) -> Self {
-        self.expires_at = Some(at);
+    /// The snapshot, served no longer than until `at` (`None`: no limit of its own).
+    pub fn expiring(mut self, at: Option<SystemTime>) -> Self {
+        self.expires_at = at;
         self
     }
 
@@ -321,7 +321,7 @@ mod tests {
         store.record_success(
             "t",
             "a",
-            snapshot.expiring(now + Duration::from_secs(10)),
+            snapshot.expiring(Some(now + Duration::from_secs(10))),
             Duration::ZERO,
         );
         let (_, state) = store.states().remove(0);

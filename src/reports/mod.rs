@@ -125,7 +125,8 @@ pub struct TenantShared {
 #[derive(Debug, Clone)]
 pub struct PublishedTotals {
     pub totals: Arc<user_registration_details::RegistrationTotals>,
-    pub fresh_until: SystemTime,
+    /// `None` when the max_age reaches beyond what the clock can represent: no limit.
+    pub fresh_until: Option<SystemTime>,
 }
 
 impl TenantShared {
@@ -143,7 +144,7 @@ impl TenantShared {
     ) {
         let published = PublishedTotals {
             totals: Arc::new(totals),
-            fresh_until: SystemTime::now() + self.registration_max_age,
+            fresh_until: SystemTime::now().checked_add(self.registration_max_age),
         };
         if let Ok(mut slot) = self.registration_totals.lock() {
             *slot = Some(published);

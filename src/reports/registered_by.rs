@@ -105,7 +105,10 @@ impl Fallback {
                 report,
                 source_report,
             })?;
-        if SystemTime::now() > published.fresh_until {
+        if published
+            .fresh_until
+            .is_some_and(|until| SystemTime::now() > until)
+        {
             return Err(GraphError::FallbackStale {
                 report,
                 source_report,
@@ -137,7 +140,9 @@ mod tests {
         shared.publish_registration_totals(RegistrationTotals::default());
         match fresh.details::<()>("usersRegisteredByFeature") {
             Ok(Figures::Details(published)) => {
-                assert!(published.fresh_until > SystemTime::now() + Duration::from_secs(3000));
+                assert!(
+                    published.fresh_until > Some(SystemTime::now() + Duration::from_secs(3000))
+                );
             }
             _ => panic!("fresh totals are served"),
         }
@@ -151,5 +156,10 @@ mod tests {
         assert!(matches!(err, GraphError::FallbackStale { .. }), "{err}");
         assert_eq!(err.awaited_report(), None);
         assert!(err.to_string().contains("max_age"), "{err}");
+
+        // A max_age beyond what the clock can hold means no limit, not a panic.
+        let (shared, forever) = fallback(Duration::MAX);
+        shared.publish_registration_totals(RegistrationTotals::default());
+        assert!(forever.details::<()>("usersRegisteredByFeature").is_ok());
     }
 }

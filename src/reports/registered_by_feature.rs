@@ -120,7 +120,7 @@ mod tests {
     fn details_fallback_has_the_same_shape() {
         let mut totals = RegistrationTotals::default();
         totals.by_feature.insert("mfaCapable", 12);
-        let fresh_until = std::time::SystemTime::now();
+        let fresh_until = Some(std::time::SystemTime::now());
         let s = snapshot(Figures::Details(PublishedTotals {
             totals: Arc::new(totals),
             fresh_until,
@@ -130,7 +130,7 @@ mod tests {
             Some(12.0)
         );
         // The figures expire with the scan they come from.
-        assert_eq!(s.expires_at, Some(fresh_until));
+        assert_eq!(s.expires_at, fresh_until);
     }
 
     #[test]
