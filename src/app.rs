@@ -15,8 +15,9 @@ use crate::graph::{self, GraphClient};
 use crate::reports::strength::StrengthTable;
 use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
 use crate::snapshot::Store;
+use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
-use crate::{Error, auth, poller};
+use crate::{Error, auth, poller, reports};
 
 /// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only: once the
 /// server listens, Graph failures are reported through metrics and logs, never by returning.
@@ -44,6 +45,14 @@ pub async fn run(
 
     let store = Arc::new(Store::new());
     let metrics = Metrics::new()?;
+    let state = match &cli.state_file {
+        Some(path) => Some(StateFile::open(
+            path,
+            &state_wanted(&config),
+            metrics.state_writes.clone(),
+        )?),
+        None => None,
+    };
     let http = graph::http_client(&config.graph)?;
     let scope = auth::graph_scope(&config.graph);
 
@@ -68,7 +77,8 @@ pub async fn run(
             http.clone(),
             &config.graph,
             metrics.graph_requests.clone(),
-        );
+        )
+        .with_max_pages(tenant.max_pages());
         clients.push((tenant.clone(), Arc::new(client)));
     }
 
@@ -102,6 +112,7 @@ pub async fn run(
             store.clone(),
             config.failure_reason_limit,
             strength.clone(),
+            state.clone(),
             shutdown.clone(),
         ));
     }
@@ -133,6 +144,27 @@ pub async fn run(
     while tenant_loops.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The tenants and reports whose state `--state.file` keeps: every other entry is dropped.
+fn state_wanted(config: &Config) -> Vec<Wanted> {
+    config
+        .tenants
+        .iter()
+        .map(|tenant| Wanted {
+            tenant: tenant.name.clone(),
+            tenant_id: tenant.tenant_id.clone(),
+            reports: reports::STATEFUL
+                .iter()
+                .filter(|spec| {
+                    tenant
+                        .report_settings(spec.name, spec.default_interval)
+                        .enabled
+                })
+                .map(|spec| spec.name)
+                .collect(),
+        })
+        .collect()
 }
 
 /// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.

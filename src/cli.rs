@@ -69,7 +69,7 @@ pub struct Cli {
     pub config_file: Option<PathBuf>,
 
     /// Poll interval for every report that the config file does not set one for
-    /// [default: 10m for summary reports, 1h for per-user details, 15m for usage events].
+    /// [default: 10m for summary reports, 1h for per-user details, 5m for usage events].
     #[arg(long = "poll.interval", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub poll_interval: Option<Duration>,
 
@@ -111,6 +111,12 @@ pub struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
+
+    /// File that keeps the usage-event counters, their remembered event ids and admitted failure
+    /// reasons across restarts; written atomically after every events poll. Without it the
+    /// counters start at zero after each restart.
+    #[arg(long = "state.file", value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 
     /// Run against a simulated tenant served by a built-in fake Graph over HTTPS on loopback; no
     /// Azure account needed.

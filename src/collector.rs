@@ -83,6 +83,8 @@ pub struct Metrics {
     pub graph_requests: IntCounterVec,
     /// `entra_exporter_web_config_last_reload_successful`.
     pub web_config_reload_successful: IntGauge,
+    /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
+    pub state_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -98,6 +100,14 @@ impl Metrics {
             &["tenant", "report", "code"],
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
+        let state_writes = IntCounterVec::new(
+            Opts::new(
+                "entra_exporter_state_writes_total",
+                "Writes of the --state.file by result (success, error); a failed write is retried with the next events poll.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(state_writes.clone()))?;
 
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -122,6 +132,7 @@ impl Metrics {
             registry,
             graph_requests,
             web_config_reload_successful,
+            state_writes,
         })
     }
 }
@@ -322,9 +333,7 @@ fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
             for sample in &snapshot.samples {
                 families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
             }
-            let expiry = state
-                .last_success
-                .map(|success| success + state.settings.max_age);
+            let expiry = state.fresh_until();
             valid_until = match (valid_until, expiry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

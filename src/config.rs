@@ -1,7 +1,7 @@
 //! Runtime configuration: flags, the optional YAML file and the Azure SDK environment, resolved
 //! and validated once at start so that a mistake is a one-line error, never a poll-time surprise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -149,6 +149,9 @@ pub struct ReportOverride {
     pub interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// Pages one poll may read before it gives up (a paging loop or a runaway collection);
+    /// default [`crate::graph::DEFAULT_MAX_PAGES`].
+    pub max_pages: Option<u32>,
 }
 
 /// The schedule one report of one tenant runs on.
@@ -160,6 +163,14 @@ pub struct ReportSettings {
 }
 
 impl TenantConfig {
+    /// `max_pages` of every report that sets one, for the tenant's Graph client.
+    pub fn max_pages(&self) -> HashMap<&'static str, u32> {
+        reports::ALL
+            .iter()
+            .filter_map(|spec| Some((spec.name, self.reports.get(spec.name)?.max_pages?)))
+            .collect()
+    }
+
     pub fn report_settings(&self, report: &str, default_interval: Duration) -> ReportSettings {
         let over = self.reports.get(report).cloned().unwrap_or_default();
         let interval = over
@@ -363,6 +374,11 @@ fn validate_report_names(
             if let Some(value) = value {
                 at_least_a_second(&format!("{place}.{name}.{key}"), value)?;
             }
+        }
+        if over.max_pages == Some(0) {
+            return Err(invalid(format!(
+                "{place}.{name}.max_pages must be at least 1"
+            )));
         }
     }
     Ok(())
@@ -851,6 +867,18 @@ tenants:
     }
 
     #[test]
+    fn max_pages_per_report_with_tenant_overrides() {
+        let config = load_yaml(
+            "reports:\n  userEventsSummary: {max_pages: 50}\n  userRegistrationDetails: {max_pages: 7000}\ntenants:\n  - {tenant_id: t, managed_identity: true, reports: {userEventsSummary: {max_pages: 3}}}\n",
+        )
+        .unwrap();
+        let limits = config.tenants[0].max_pages();
+        assert_eq!(limits.get("userEventsSummary"), Some(&3));
+        assert_eq!(limits.get("userRegistrationDetails"), Some(&7000));
+        assert_eq!(limits.get("credentialUserRegistrationDetails"), None);
+    }
+
+    #[test]
     fn poll_interval_flag_applies_where_the_file_is_silent() {
         let file = yaml(
             "reports:\n  credentialUsageSummary: {interval: 5m}\ntenants:\n  - {tenant_id: t, managed_identity: true}\n",
@@ -905,6 +933,10 @@ tenants:
             (
                 "failure_reason_limit: 0\ntenants: []\n",
                 "failure_reason_limit",
+            ),
+            (
+                "reports:\n  userEventsSummary: {max_pages: 0}\n",
+                "userEventsSummary.max_pages must be at least 1",
             ),
             (
                 "tenants:\n  - {tenant_id: t, client_id: c, client_secret_file: /nonexistent/secret}\n",

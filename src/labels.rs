@@ -48,6 +48,22 @@ impl BoundedLabel {
         }
     }
 
+    /// A bound that already admitted `values` (kept from an earlier run, so series do not move
+    /// across a restart), even if they exceed `limit`.
+    pub fn with_admitted(limit: usize, values: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            limit,
+            admitted: values.into_iter().collect(),
+        }
+    }
+
+    /// The admitted values, sorted.
+    pub fn admitted(&self) -> Vec<String> {
+        let mut values: Vec<String> = self.admitted.iter().cloned().collect();
+        values.sort_unstable();
+        values
+    }
+
     /// The label for a value: itself if admitted, otherwise [`OTHER`].
     pub fn label<'a>(&self, value: &'a str) -> &'a str {
         if self.admitted.contains(value) {
@@ -102,6 +118,19 @@ mod tests {
         bounded.admit(&counts(&[("d", 100)]));
         assert_eq!(bounded.label("d"), OTHER);
         assert_eq!(bounded.label("c"), "c");
+    }
+
+    #[test]
+    fn admitted_values_survive_a_round_trip_even_above_the_limit() {
+        let mut bounded = BoundedLabel::new(2);
+        bounded.admit(&counts(&[("b", 5), ("a", 3)]));
+        let restored = BoundedLabel::with_admitted(1, bounded.admitted());
+        assert_eq!(restored.admitted(), ["a", "b"]);
+        assert_eq!(restored.label("a"), "a");
+        assert_eq!(restored.label("b"), "b");
+        let mut restored = restored;
+        restored.admit(&counts(&[("c", 100)]));
+        assert_eq!(restored.label("c"), OTHER);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
 //! → [`snapshot`] (last good result per tenant and report) → [`collector`] (text format via
 //! [`exposition`]) → [`server`] (secured by [`web_config`]).
-//! [`poller`] runs one poll loop per tenant; [`fake`] is the simulated Graph behind `--demo` and the tests.
+//! [`poller`] runs one poll loop per tenant; [`state`] keeps the usage counters across restarts
+//! (`--state.file`); [`fake`] is the simulated Graph behind `--demo` and the tests.
 
 pub mod app;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod poller;
 pub mod reports;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
@@ -48,6 +50,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("demo tenant: {0}")]
     Demo(#[from] fake::FakeError),
+    #[error("{0}")]
+    State(#[from] state::StateError),
 }
 
 /// An error and its causes on one line, `outer: inner: ...`, skipping causes whose text the

@@ -14,8 +14,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::TenantConfig;
 use crate::graph::{GraphClient, GraphError, Unavailability};
 use crate::reports::strength::StrengthTable;
-use crate::reports::{self, BuildContext, ReportSpec, UNAVAILABLE_RETRY};
+use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
 use crate::snapshot::{Status, Store};
+use crate::state::StateFile;
 
 /// Registers the tenant's reports in the store and polls them until `shutdown`.
 pub async fn run_tenant(
@@ -24,10 +25,11 @@ pub async fn run_tenant(
     store: Arc<Store>,
     failure_reason_limit: usize,
     strength: Arc<StrengthTable>,
+    state: Option<Arc<StateFile<SavedEvents>>>,
     shutdown: CancellationToken,
 ) {
     // One context per tenant: its reports share state with each other, never across tenants.
-    let context = BuildContext::new(failure_reason_limit, strength, tenant.groups.clone().into());
+    let context = BuildContext::new(&tenant, failure_reason_limit, strength, state);
     let mut loops = JoinSet::new();
     for spec in reports::ALL.iter().copied() {
         let settings = tenant.report_settings(spec.name, spec.default_interval);

@@ -38,6 +38,9 @@ pub struct Snapshot {
     pub samples: Vec<Sample>,
     /// Rows Graph returned for this poll, for `entra_exporter_report_rows`.
     pub rows: u64,
+    /// When the values go stale whatever the report's own max_age says: figures taken from
+    /// another report's result expire with that result.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -48,6 +51,12 @@ impl Snapshot {
             labels,
             value,
         });
+    }
+
+    /// The snapshot, served no longer than until `at` (`None`: no limit of its own).
+    pub fn expiring(mut self, at: Option<SystemTime>) -> Self {
+        self.expires_at = at;
+        self
     }
 
     /// The value served for exactly these label values, for tests and tools: samples pushed
@@ -97,11 +106,22 @@ pub struct ReportState {
 }
 
 impl ReportState {
-    /// The snapshot, unless it is older than the report's max age.
+    /// The snapshot, unless it is older than the report's max age or past its own expiry.
     pub fn fresh_snapshot(&self, now: SystemTime) -> Option<&Snapshot> {
-        let success = self.last_success?;
-        let age = now.duration_since(success).unwrap_or(Duration::ZERO);
-        (age <= self.settings.max_age).then_some(&*self.snapshot)
+        self.last_success?;
+        let fresh = self.fresh_until().is_none_or(|until| now <= until);
+        fresh.then_some(&*self.snapshot)
+    }
+
+    /// Until when the snapshot may be served: the report's max age after its last success, or
+    /// the snapshot's own expiry if that comes first; `None` without a success, or when neither
+    /// limit is within what the clock can represent.
+    pub fn fresh_until(&self) -> Option<SystemTime> {
+        let by_age = self.last_success?.checked_add(self.settings.max_age);
+        match (by_age, self.snapshot.expires_at) {
+            (Some(age), Some(own)) => Some(age.min(own)),
+            (age, own) => age.or(own),
+        }
     }
 }
 
@@ -334,6 +354,28 @@ mod tests {
         assert!(
             state
                 .fresh_snapshot(now + Duration::from_secs(61))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_with_its_own_expiry_goes_stale_then_even_if_polled_just_now() {
+        let store = Store::new();
+        store.register("t", "a", settings(true, Duration::from_secs(600)));
+        let now = SystemTime::now();
+        let mut snapshot = Snapshot::default();
+        snapshot.push(&M, vec!["x".into()], 3.0);
+        store.record_success(
+            "t",
+            "a",
+            snapshot.expiring(Some(now + Duration::from_secs(10))),
+            Duration::ZERO,
+        );
+        let (_, state) = store.states().remove(0);
+        assert!(state.fresh_snapshot(now).is_some());
+        assert!(
+            state
+                .fresh_snapshot(now + Duration::from_secs(11))
                 .is_none()
         );
     }

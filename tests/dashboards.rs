@@ -61,9 +61,10 @@ const VARIABLES: [&str; 6] = [
 ];
 
 /// Exporter-level metrics: one series per exporter process, without a tenant label.
-const EXPORTER_LEVEL: [&str; 2] = [
+const EXPORTER_LEVEL: [&str; 3] = [
     "entra_exporter_build_info",
     "entra_exporter_web_config_last_reload_successful",
+    "entra_exporter_state_writes_total",
 ];
 
 /// Series that have no tenant label, so cannot be filtered by it: the process metrics, the

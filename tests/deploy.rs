@@ -368,17 +368,19 @@ fn compose() -> Value {
 }
 
 /// The bind mounts of a compose service; host paths resolved against deploy/ and existing.
+/// Named volumes (no leading `.`) are left to [`named_volumes`].
 fn mounts(service: &Value) -> Vec<Mount> {
     let Some(volumes) = service["volumes"].as_array() else {
         return Vec::new();
     };
     volumes
         .iter()
+        .filter(|v| str_of(v, "volume").starts_with('.'))
         .map(|v| {
             let spec = str_of(v, "volume");
             let parts: Vec<&str> = spec.split(':').collect();
             assert!(
-                (2..=3).contains(&parts.len()) && parts[0].starts_with('.'),
+                (2..=3).contains(&parts.len()),
                 "expected ./host:/container[:ro]: {spec}"
             );
             let host = deploy().join(parts[0]);
@@ -389,6 +391,51 @@ fn mounts(service: &Value) -> Vec<Mount> {
             }
         })
         .collect()
+}
+
+/// The `command` of a compose service, in exec form.
+fn compose_command(service: &Value) -> Vec<&str> {
+    service["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .map(|a| str_of(a, "argument"))
+        .collect()
+}
+
+/// The named volumes of a compose service: (volume, container path, read-only).
+fn named_volumes(service: &Value) -> Vec<(String, String, bool)> {
+    let Some(volumes) = service["volumes"].as_array() else {
+        return Vec::new();
+    };
+    volumes
+        .iter()
+        .map(|v| str_of(v, "volume"))
+        .filter(|spec| !spec.starts_with('.'))
+        .map(|spec| {
+            let parts: Vec<&str> = spec.split(':').collect();
+            assert!(
+                (2..=3).contains(&parts.len()),
+                "volume:/container[:ro]: {spec}"
+            );
+            (
+                parts[0].to_owned(),
+                parts[1].to_owned(),
+                parts.get(2) == Some(&"ro"),
+            )
+        })
+        .collect()
+}
+
+/// The directory of the `--state.file=` among `args`.
+fn state_dir<'a>(args: impl IntoIterator<Item = &'a str>) -> String {
+    let file = args
+        .into_iter()
+        .find_map(|a| a.strip_prefix("--state.file="))
+        .expect("--state.file");
+    let (dir, name) = file.rsplit_once('/').expect("an absolute --state.file");
+    assert!(dir.starts_with('/') && !name.is_empty(), "{file}");
+    dir.to_owned()
 }
 
 /// The host file or folder mounted at `container`, or inside a folder mounted above it.
@@ -430,12 +477,7 @@ fn compose_runs_the_demo_with_pinned_images_and_existing_mounts() {
         canonical(&dockerfile),
         canonical(&deploy().join("Dockerfile"))
     );
-    let command: Vec<&str> = exporter["command"]
-        .as_array()
-        .expect("command")
-        .iter()
-        .map(|a| str_of(a, "argument"))
-        .collect();
+    let command = compose_command(exporter);
     assert_eq!(command.first(), Some(&"--demo"), "{command:?}");
     let ports: Vec<&str> = exporter["ports"]
         .as_array()
@@ -446,6 +488,36 @@ fn compose_runs_the_demo_with_pinned_images_and_existing_mounts() {
     assert!(
         ports.contains(&format!("{PORT}:{PORT}").as_str()),
         "{ports:?}"
+    );
+}
+
+#[test]
+fn compose_keeps_the_exporter_state_in_a_named_volume() {
+    let compose = compose();
+    let exporter = &compose["services"]["exporter"];
+    let dir = state_dir(compose_command(exporter));
+    let volumes = named_volumes(exporter);
+    let (volume, _, read_only) = volumes
+        .iter()
+        .find(|(_, container, _)| *container == dir)
+        .unwrap_or_else(|| panic!("no named volume at {dir}: {volumes:?}"));
+    assert!(!read_only, "the state volume must be writable");
+    assert!(
+        compose["volumes"].get(volume).is_some(),
+        "volume {volume} is not declared at the top level"
+    );
+    // A new named volume takes its owner from the image's mount point: the image must create
+    // the directory for its non-root user.
+    let runtime = dockerfile_stages().pop().unwrap();
+    let user = runtime.one("USER");
+    let state_copy = runtime
+        .all("COPY")
+        .into_iter()
+        .find(|args| args.split_whitespace().last() == Some(dir.as_str()))
+        .unwrap_or_else(|| panic!("the image does not create {dir}"));
+    assert!(
+        state_copy.contains(&format!("--chown={user}")),
+        "{dir} is not owned by {user}: {state_copy}"
     );
 }
 
@@ -846,6 +918,55 @@ fn config_and_secret_mounts_match_the_paths_in_the_config() {
 }
 
 #[test]
+fn the_state_file_is_on_a_writable_volume_that_outlives_the_pod() {
+    let deployment = deployment();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = deployment_container(&deployment);
+    let dir = state_dir(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| str_of(a, "arg")),
+    );
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["mountPath"] == dir.as_str())
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
+    assert_ne!(mount["readOnly"], true, "the state volume must be writable");
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    // A PVC of this kustomization, written by the pod's fsGroup, with room for the file.
+    let claim = manifest("persistentvolumeclaim.yaml", "PersistentVolumeClaim");
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"],
+        claim["metadata"]["name"]
+    );
+    assert_eq!(
+        claim["spec"]["accessModes"],
+        serde_json::json!(["ReadWriteOnce"])
+    );
+    assert!(claim["spec"]["resources"]["requests"]["storage"].is_string());
+    assert_eq!(
+        pod["securityContext"]["fsGroup"].as_u64(),
+        Some(dockerfile_uid())
+    );
+    // One pod at a time on a ReadWriteOnce volume: the old pod stops before the new one starts.
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let text = read(&kubernetes().join("persistentvolumeclaim.yaml"));
+    assert!(
+        text.contains("emptyDir"),
+        "the emptyDir trade-off is explained"
+    );
+}
+
+#[test]
 fn configmap_config_is_accepted_by_the_exporter() {
     let configmap = manifest("configmap.yaml", "ConfigMap");
     let config = str_of(&configmap["data"]["config.yaml"], "config");
@@ -1097,6 +1218,18 @@ fn systemd_unit_is_sandboxed() {
         .find_map(|w| w.strip_prefix("--config.file="))
         .expect("--config.file");
     assert_eq!(config_file, "/etc/entra-authmethods-exporter/config.yaml");
+}
+
+#[test]
+fn systemd_keeps_the_state_in_its_state_directory() {
+    let entries = unit_entries();
+    let state = unit_values(&entries, "Service", "StateDirectory");
+    assert_eq!(state.len(), 1, "{state:?}");
+    let exec = unit_values(&entries, "Service", "ExecStart").remove(0);
+    let dir = state_dir(exec.split_whitespace());
+    // systemd makes /var/lib/<StateDirectory> writable for the dynamic user, under
+    // ProtectSystem=strict.
+    assert_eq!(dir, format!("/var/lib/{}", state[0]));
 }
 
 #[test]

@@ -367,7 +367,7 @@ async fn usage_counters_start_at_zero_and_count_new_events_once() {
     let text = exporter.metrics().await;
     assert_eq!(sum(&text, "entra_credential_usage_events_total"), 3.0);
 
-    // Events leaving the window are forgotten; the counter keeps its value.
+    // Events leaving the window: the counter keeps its value.
     fake.expire_usage_events_before(SystemTime::now() + Duration::from_secs(1));
     let text = exporter
         .wait_for_metrics("an empty window", |t| {

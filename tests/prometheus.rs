@@ -139,9 +139,15 @@ impl Drop for Prometheus {
 }
 
 async fn demo_exporter() -> Exporter {
+    // With a state file, as deploy/ runs it, so that the state writes panel has data. The
+    // guard removes the file the exporter writes at its path.
+    let state = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::remove_file(state.path()).expect("a missing state file: a fresh start");
     let mut command = common::demo_command();
-    command.args(["--demo.scenario=spike", "--poll.interval=10s"]);
-    Exporter::spawn(command, Vec::new()).await
+    command
+        .args(["--demo.scenario=spike", "--poll.interval=10s"])
+        .arg(format!("--state.file={}", state.path().display()));
+    Exporter::spawn(command, vec![state]).await
 }
 
 /// What Grafana would substitute with the demo tenant selected and a recent time range.

@@ -444,3 +444,51 @@ async fn registered_by_reports_wait_for_the_first_details_scan_without_failing()
     let logs = exporter.logs();
     assert!(!logs.contains("report poll failed"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn figures_from_the_details_scan_age_out_with_the_scans_max_age() {
+    let fake = fake(quiet()).await;
+    fake.retire("usersRegisteredByFeature", 403);
+    let config = common::temp_file(
+        "reports:\n  userRegistrationDetails: {interval: 1s, max_age: 4s}\n  usersRegisteredByFeature: {interval: 1s, max_age: 1h}\n",
+    );
+    let exporter = Exporter::start(
+        &fake,
+        &[
+            "--poll.interval=1h",
+            &format!("--config.file={}", config.path().display()),
+        ],
+    )
+    .await;
+    exporter
+        .wait_for_metrics("figures from the details scan", |t| {
+            by_feature(t, "mfaCapable", "details").is_some()
+        })
+        .await;
+    // The scan stops succeeding. Its own values go after its max_age, and so do the summary's
+    // figures taken from it, although the summary's own max_age is an hour and it polls every
+    // second: it fails, rather than serve old figures as fresh.
+    fake.retire("authenticationMethods/userRegistrationDetails", 500);
+    let text = exporter
+        .wait_for_metrics("the fallback figures gone with the scan's", |t| {
+            by_feature(t, "mfaCapable", "details").is_none()
+                && value(t, &up("usersRegisteredByFeature")) == Some(0.0)
+        })
+        .await;
+    assert!(!text.contains("entra_authmethods_users{"), "{text}");
+    assert!(
+        exporter
+            .logs()
+            .contains("the last complete userRegistrationDetails scan is older than its max_age"),
+        "{}",
+        exporter.logs()
+    );
+    // Once the scan succeeds again, so does the summary.
+    fake.restore("authenticationMethods/userRegistrationDetails");
+    exporter
+        .wait_for_metrics("the fallback back", |t| {
+            by_feature(t, "mfaCapable", "details").is_some()
+                && value(t, &up("usersRegisteredByFeature")) == Some(1.0)
+        })
+        .await;
+}

@@ -2,9 +2,10 @@
 //! a registration campaign that slowly enrols them, and a rolling window of
 //! SSPR / registration usage events. Everything random comes from `seed` and
 //! the time elapsed since start, so two fakes with the same options serve the
-//! same users and initial events.
+//! same users and initial events (event ids aside: like Graph's, they are
+//! unique to each run).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
@@ -112,6 +113,8 @@ struct StoredEvent {
     id: String,
     at: SystemTime,
     event: UsageEvent,
+    /// A complete events page has listed it.
+    listed: bool,
 }
 
 /// Extra reset failures of [`Scenario::Spike`], a Poisson process of its own
@@ -131,8 +134,17 @@ struct Campaign {
     enrolled: HashMap<usize, SystemTime>,
 }
 
+/// A page of usage events; see [`Simulation::event_page`].
+pub(crate) struct EventPage<'a> {
+    pub(crate) rows: Vec<EventRow<'a>>,
+    pub(crate) next: Option<u64>,
+    pub(crate) seqs: Option<(u64, u64)>,
+}
+
 pub(crate) struct Simulation {
     seed: u64,
+    /// Drawn at start: event ids differ between runs, users do not.
+    run: u64,
     users: usize,
     started: SystemTime,
     events: VecDeque<StoredEvent>,
@@ -171,6 +183,7 @@ impl Simulation {
         };
         let mut sim = Simulation {
             seed: opts.seed,
+            run: rand::random(),
             users: opts.users,
             started: now,
             events: VecDeque::new(),
@@ -243,12 +256,15 @@ impl Simulation {
     pub(crate) fn push(&mut self, at: SystemTime, event: UsageEvent) -> String {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = uuid_like(self.seed, STREAM_EVENT, seq);
+        // Like Graph's, event ids are unique to each run: a restarted demo must not list the
+        // ids an exporter's state file remembers from the last run.
+        let id = uuid_like(self.seed ^ self.run, STREAM_EVENT, seq);
         self.events.push_back(StoredEvent {
             seq,
             id: id.clone(),
             at,
             event,
+            listed: false,
         });
         id
     }
@@ -294,26 +310,50 @@ impl Simulation {
         self.census.insert(census)
     }
 
-    /// One page of usage events starting at event `seq` `cursor`.
+    /// One page of usage events starting at event `seq` `cursor`: its rows, the cursor of the
+    /// next page, and the first and last `seq` on the page (for [`Self::mark_listed`]).
     pub(crate) fn event_page(
         &self,
         cursor: u64,
         page_size: usize,
         include_unknown: bool,
-    ) -> (Vec<EventRow<'_>>, Option<u64>) {
+    ) -> EventPage<'_> {
         let start = self.events.partition_point(|e| e.seq < cursor);
-        let rows = self
-            .events
+        let end = start.saturating_add(page_size).min(self.events.len());
+        EventPage {
+            rows: self
+                .events
+                .range(start..end)
+                .map(|e| e.row(include_unknown))
+                .collect(),
+            next: self.events.get(end).map(|e| e.seq),
+            seqs: self
+                .events
+                .get(start)
+                .zip(end.checked_sub(1).and_then(|last| self.events.get(last)))
+                .filter(|_| start < end)
+                .map(|(first, last)| (first.seq, last.seq)),
+        }
+    }
+
+    /// Marks the events with `seq` in `first..=last` as listed.
+    pub(crate) fn mark_listed(&mut self, (first, last): (u64, u64)) {
+        let start = self.events.partition_point(|e| e.seq < first);
+        for event in self.events.range_mut(start..) {
+            if event.seq > last {
+                break;
+            }
+            event.listed = true;
+        }
+    }
+
+    /// Ids of the events still in the window that a complete page has listed.
+    pub(crate) fn listed_ids(&self) -> HashSet<String> {
+        self.events
             .iter()
-            .skip(start)
-            .take(page_size)
-            .map(|e| e.row(include_unknown))
-            .collect();
-        let next = self
-            .events
-            .get(start.saturating_add(page_size))
-            .map(|e| e.seq);
-        (rows, next)
+            .filter(|e| e.listed)
+            .map(|e| e.id.clone())
+            .collect()
     }
 
     /// `getCredentialUsageSummary` rows for events within `period` before `now`.

@@ -12,10 +12,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use futures_util::StreamExt as _;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -41,6 +44,8 @@ const SKIPTOKEN_MASK: u64 = 0x5a17_c3e9_0b4d_2f86;
 /// `$top` above this is served as this: userEventsSummary's documented maximum.
 const MAX_TOP: usize = 1000;
 const PREFER_UNKNOWN_MEMBERS: &str = "include-unknown-enum-members";
+/// How long a cut-short body waits after its half before the connection closes.
+const CUT_SHORT_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the server task and the [`FakeGraph`](super::FakeGraph) handle share.
 pub(crate) struct Shared {
@@ -49,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
     pub(crate) page_size: usize,
+    pub(crate) max_page_size: usize,
     pub(crate) token_lifetime: Duration,
     pub(crate) groups: Vec<FakeGroup>,
     pub(crate) state: Mutex<State>,
@@ -99,6 +105,16 @@ impl State {
             Some((_, s)) => *s = status,
             None => self.retired.push((key.to_owned(), status)),
         }
+    }
+
+    pub(crate) fn restore(&mut self, key: &str) {
+        self.retired.retain(|(k, _)| k != key);
+    }
+
+    pub(crate) fn clear_faults(&mut self) -> usize {
+        let pending = self.faults.iter().map(|(_, queue)| queue.len()).sum();
+        self.faults.clear();
+        pending
     }
 
     fn take_fault(&mut self, target: &Target) -> Option<Fault> {
@@ -178,6 +194,8 @@ struct Reply {
     content_type: &'static str,
     body: Bytes,
     headers: Vec<(HeaderName, String)>,
+    /// Announce the whole body but send only its first half, then close the connection.
+    cut_short: bool,
 }
 
 impl Reply {
@@ -187,6 +205,7 @@ impl Reply {
             content_type: GRAPH_JSON,
             body: Bytes::from(body.to_string()),
             headers: Vec::new(),
+            cut_short: false,
         }
     }
 
@@ -211,10 +230,27 @@ impl Reply {
     }
 
     fn into_response(self, ids: &Ids, is_legacy_report: bool) -> FakeResponse {
-        let mut resp = Response::new(Full::new(self.body));
+        let whole = self.body.len();
+        let body = if self.cut_short {
+            // A stream has no known size, so hyper trusts the Content-Length below. It sends
+            // the half (the pause lets it reach the wire), finds the body ended early and
+            // closes the connection.
+            let half = Frame::data(self.body.slice(..whole / 2));
+            let pause = futures_util::stream::once(tokio::time::sleep(CUT_SHORT_PAUSE))
+                .filter_map(|()| async { None });
+            BodyExt::boxed(StreamBody::new(
+                futures_util::stream::iter([Ok(half)]).chain(pause),
+            ))
+        } else {
+            BodyExt::boxed(Full::new(self.body))
+        };
+        let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if self.cut_short {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(whole));
+        }
         let mut common = vec![
             (
                 HeaderName::from_static("request-id"),
@@ -272,8 +308,62 @@ fn token_tenant(path: &str) -> Option<&str> {
 /// What a queued fault leaves for the normal path to do.
 enum FaultEffect {
     Answer(Reply),
-    NextLink(String),
+    Reshape(Reshape),
     None,
+}
+
+/// A change to a normal `200` JSON answer.
+enum Reshape {
+    NextLink(String),
+    /// `@odata.nextLink` = the request's own URL.
+    LoopNextLink,
+    EmptyWithNextLink,
+    Empty,
+    NoNextLink,
+    Truncate,
+}
+
+impl Reshape {
+    /// Applies the change to `reply`, whose request was for `own_url`. Returns the reply and
+    /// whether the rows it had still reach the client whole.
+    fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, bool) {
+        if let Reshape::Truncate = self {
+            reply.cut_short = true;
+            return (reply, false);
+        }
+        let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
+            return (reply, false);
+        };
+        let rows_kept = match self {
+            Reshape::NextLink(url) => {
+                set_next_link(&mut body, url);
+                true
+            }
+            Reshape::LoopNextLink => {
+                set_next_link(&mut body, own_url.to_owned());
+                true
+            }
+            Reshape::NoNextLink => {
+                remove_key(&mut body, "@odata.nextLink");
+                true
+            }
+            Reshape::Empty => {
+                remove_key(&mut body, "@odata.nextLink");
+                set_value(&mut body, "value", Value::Array(Vec::new()));
+                false
+            }
+            Reshape::EmptyWithNextLink => {
+                if body.get("@odata.nextLink").is_none() {
+                    set_next_link(&mut body, own_url.to_owned());
+                }
+                set_value(&mut body, "value", Value::Array(Vec::new()));
+                false
+            }
+            Reshape::Truncate => false,
+        };
+        reply.body = Bytes::from(body.to_string());
+        (reply, rows_kept)
+    }
 }
 
 /// Error body shape: clients parse Entra and Graph errors differently
@@ -321,6 +411,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
                     content_type: GRAPH_JSON,
                     body: Bytes::from(body),
                     headers: Vec::new(),
+                    cut_short: false,
                 }
             };
             if let Some(retry_after) = retry_after {
@@ -333,12 +424,18 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
             content_type: GRAPH_JSON,
             body: Bytes::from_static(br#"{"value":[{"id":"0f1e2d3c-","feature":"res"#),
             headers: Vec::new(),
+            cut_short: false,
         }),
-        Some(Fault::ForeignNextLink(url)) => FaultEffect::NextLink(url),
+        Some(Fault::ForeignNextLink(url)) => FaultEffect::Reshape(Reshape::NextLink(url)),
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             FaultEffect::None
         }
+        Some(Fault::TruncatedBody) => FaultEffect::Reshape(Reshape::Truncate),
+        Some(Fault::NextLinkLoop) => FaultEffect::Reshape(Reshape::LoopNextLink),
+        Some(Fault::EmptyPageWithNextLink) => FaultEffect::Reshape(Reshape::EmptyWithNextLink),
+        Some(Fault::EmptyCollection) => FaultEffect::Reshape(Reshape::Empty),
+        Some(Fault::NoNextLink) => FaultEffect::Reshape(Reshape::NoNextLink),
     }
 }
 
@@ -395,11 +492,24 @@ async fn token(
     if let Some(status) = retired {
         return retired_reply(status, &target.decoded, Flavor::Entra, ids);
     }
-    let next_link = match apply_fault(fault, Flavor::Entra, ids).await {
+    let reshape = match apply_fault(fault, Flavor::Entra, ids).await {
         FaultEffect::Answer(reply) => return reply,
-        FaultEffect::NextLink(url) => Some(url),
+        FaultEffect::Reshape(reshape) => Some(reshape),
         FaultEffect::None => None,
     };
+    let reply = issue_token(shared, req, tenant, ids).await;
+    match reshape {
+        Some(reshape) if reply.status == StatusCode::OK => {
+            reshape
+                .apply(reply, &format!("{}{}", shared.base_url, target.raw))
+                .0
+        }
+        _ => reply,
+    }
+}
+
+/// The token endpoint's normal answer.
+async fn issue_token(shared: &Shared, req: Request<Incoming>, tenant: &str, ids: &Ids) -> Reply {
     if req.method() != Method::POST {
         return entra_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -492,15 +602,12 @@ async fn token(
         state.tokens_issued += 1;
     }
     let lifetime = shared.token_lifetime.as_secs();
-    let mut body = json!({
+    let body = json!({
         "token_type": "Bearer",
         "expires_in": lifetime,
         "ext_expires_in": lifetime,
         "access_token": access_token,
     });
-    if let Some(url) = next_link {
-        set_next_link(&mut body, url);
-    }
     entra_json(StatusCode::OK, &body, ids)
 }
 
@@ -827,9 +934,9 @@ async fn graph(
     if let Some(status) = retired {
         return retired_reply(status, path, Flavor::Graph, ids);
     }
-    let next_link = match apply_fault(fault, Flavor::Graph, ids).await {
+    let reshape = match apply_fault(fault, Flavor::Graph, ids).await {
         FaultEffect::Answer(reply) => return reply,
-        FaultEffect::NextLink(url) => Some(url),
+        FaultEffect::Reshape(reshape) => Some(reshape),
         FaultEffect::None => None,
     };
     let route = match route {
@@ -858,8 +965,8 @@ async fn graph(
         Ok(query) => query,
         Err(message) => return bad_request(&message),
     };
-    let body = match report(shared, route, &query, include_unknown, next_link) {
-        Ok(body) => body,
+    let (body, listed) = match report(shared, route, &query, include_unknown) {
+        Ok(page) => page,
         Err(ReportError::BadArgument(message)) => return bad_request(&message),
         Err(ReportError::NotFound(id)) => {
             return Reply::graph_error(
@@ -886,7 +993,15 @@ async fn graph(
         content_type: GRAPH_JSON,
         body,
         headers: Vec::new(),
+        cut_short: false,
     };
+    let (reply, rows_kept) = match reshape {
+        Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),
+        None => (reply, true),
+    };
+    if let Some(seqs) = listed.filter(|_| rows_kept) {
+        shared.lock().sim.mark_listed(seqs);
+    }
     if include_unknown {
         reply.with_header(
             HeaderName::from_static("preference-applied"),
@@ -995,11 +1110,13 @@ fn report(
     route: Route,
     query: &Query,
     include_unknown: bool,
-    forced_next_link: Option<String>,
-) -> Result<Bytes, ReportError> {
+) -> Result<(Bytes, Option<(u64, u64)>), ReportError> {
     let now = SystemTime::now();
     let base = shared.base_url.as_str();
-    let page_size = query.top.unwrap_or(shared.page_size);
+    let page_size = query
+        .top
+        .unwrap_or(shared.page_size)
+        .min(shared.max_page_size);
     let metadata = |version: Version, fragment: &str| {
         format!("{base}/{}/$metadata#{fragment}", version.as_str())
     };
@@ -1010,39 +1127,38 @@ fn report(
         )
     };
     let next_link = |version: Version, path: &str, cursor: Option<u64>| {
-        forced_next_link.clone().or_else(|| {
-            let top = query
-                .top
-                .map(|top| format!("$top={top}&"))
-                .unwrap_or_default();
-            cursor.map(|cursor| {
-                format!(
-                    "{base}/{}/reports/{path}?{top}$skiptoken={}",
-                    version.as_str(),
-                    encode_skiptoken(cursor)
-                )
-            })
+        let top = query
+            .top
+            .map(|top| format!("$top={top}&"))
+            .unwrap_or_default();
+        cursor.map(|cursor| {
+            format!(
+                "{base}/{}/reports/{path}?{top}$skiptoken={}",
+                version.as_str(),
+                encode_skiptoken(cursor)
+            )
         })
     };
     let mut state = shared.lock();
     state.sim.advance(now);
     let sim = &mut state.sim;
     let seed = sim.seed();
-    match route {
+    let mut listed = None;
+    let body = match route {
         Route::BadArgument { message, .. } => Err(ReportError::BadArgument(message)),
         Route::RegistrationCount => encode(
             collection("credentialUserRegistrationCount"),
             Collection {
                 value: vec![sim.registration_count()],
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::UsageSummary(period) => encode(
             collection("credentialUsageSummary"),
             Collection {
                 value: sim.usage_summary(now, period, include_unknown),
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::RegistrationDetails => {
             let (users, cursor) = sim.user_page(query.cursor, page_size);
@@ -1057,25 +1173,27 @@ fn report(
             )
         }
         Route::UsageDetails => {
-            let (value, cursor) = sim.event_page(query.cursor, page_size, include_unknown);
+            let page = sim.event_page(query.cursor, page_size, include_unknown);
+            listed = page.seqs;
             encode(
                 collection("userCredentialUsageDetails"),
-                Collection { value },
-                next_link(Version::Beta, "userCredentialUsageDetails", cursor),
+                Collection { value: page.rows },
+                next_link(Version::Beta, "userCredentialUsageDetails", page.next),
             )
         }
         Route::EventsSummary => {
-            let (value, cursor) = sim.event_page(query.cursor, page_size, include_unknown);
+            let page = sim.event_page(query.cursor, page_size, include_unknown);
+            listed = page.seqs;
             encode(
                 metadata(
                     Version::Beta,
                     "reports/authenticationMethods/userEventsSummary",
                 ),
-                Collection { value },
+                Collection { value: page.rows },
                 next_link(
                     Version::Beta,
                     "authenticationMethods/userEventsSummary",
-                    cursor,
+                    page.next,
                 ),
             )
         }
@@ -1098,26 +1216,26 @@ fn report(
         Route::ByFeature(version, types, roles) => encode(
             metadata(version, "microsoft.graph.userRegistrationFeatureSummary"),
             sim.census().feature_summary(types, roles),
-            forced_next_link.clone(),
+            None,
         ),
         Route::ByMethod(version, types, roles) => encode(
             metadata(version, "microsoft.graph.userRegistrationMethodSummary"),
             sim.census().method_summary(types, roles),
-            forced_next_link.clone(),
+            None,
         ),
         Route::RegistrationActivity(period) => encode(
             collection("userRegistrationActivitySummary"),
             Collection {
                 value: sim.registration_activity(now, period, include_unknown),
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::SignInsByMethod(days) => encode(
             collection("userSignInUsageByAuthMethodActivity"),
             Collection {
                 value: stats::sign_ins_by_method(sim, now, days),
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::MfaSignIns => encode(
             metadata(
@@ -1127,7 +1245,7 @@ fn report(
             Collection {
                 value: stats::mfa_sign_ins(sim, now),
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::PasswordChanges => encode(
             metadata(
@@ -1137,7 +1255,7 @@ fn report(
             Collection {
                 value: stats::password_changes(sim, now),
             },
-            forced_next_link.clone(),
+            None,
         ),
         Route::GroupMembers(version, id) => {
             let ranges = transitive_members(&shared.groups, &id, sim.user_count())
@@ -1150,19 +1268,18 @@ fn report(
                     id: user_id(seed, index),
                 })
                 .collect();
-            let next = forced_next_link.clone().or_else(|| {
-                let top = query.top.unwrap_or(page_size);
-                cursor.map(|cursor| {
-                    format!(
-                        "{base}/{}/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id&$top={top}&$skiptoken={}",
-                        version.as_str(),
-                        encode_skiptoken(cursor as u64)
-                    )
-                })
+            let top = query.top.unwrap_or(page_size);
+            let next = cursor.map(|cursor| {
+                format!(
+                    "{base}/{}/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id&$top={top}&$skiptoken={}",
+                    version.as_str(),
+                    encode_skiptoken(cursor as u64)
+                )
             });
             encode(metadata(version, "users(id)"), Collection { value }, next)
         }
-    }
+    };
+    body.map(|body| (body, listed))
 }
 
 /// A member of a group as `$select=id` returns it.
@@ -1227,7 +1344,17 @@ fn percent_decode(s: &str) -> String {
 
 /// Replaces `@odata.nextLink` (all bodies here are JSON objects).
 fn set_next_link(body: &mut Value, url: String) {
+    set_value(body, "@odata.nextLink", Value::String(url));
+}
+
+fn set_value(body: &mut Value, key: &str, value: Value) {
     if let Some(object) = body.as_object_mut() {
-        object.insert("@odata.nextLink".to_owned(), Value::String(url));
+        object.insert(key.to_owned(), value);
+    }
+}
+
+fn remove_key(body: &mut Value, key: &str) {
+    if let Some(object) = body.as_object_mut() {
+        object.remove(key);
     }
 }

@@ -49,9 +49,13 @@
 //! million users costs no memory; tenant-wide counts are computed on first
 //! use and then kept up to date.
 //!
-//! Tests steer it with [`FakeGraph::inject`] (one-shot faults) and
-//! [`FakeGraph::retire`] (permanent errors); [`serve_recorder`] provides a
-//! "foreign host" that counts requests and bearer tokens sent to it.
+//! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
+//! statuses with `Retry-After`, delays past the client's timeout, bodies cut
+//! off on the wire, invalid JSON, paging loops, empty or shortened lists),
+//! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
+//! token endpoint included), and read [`FakeGraph::listed_usage_events`] to
+//! know exactly which events a client could have seen; [`serve_recorder`]
+//! provides a "foreign host" that counts requests and bearer tokens sent to it.
 
 mod data;
 mod graph;
@@ -86,6 +90,9 @@ pub struct FakeGraphOptions {
     pub users: usize,
     /// Rows per page of the paged collections; must be at least 1.
     pub page_size: usize,
+    /// The most rows a page holds whatever `$top` asks (Graph may serve fewer rows than asked);
+    /// at most 1000, userEventsSummary's documented maximum.
+    pub max_page_size: usize,
     /// `expires_in` of issued tokens. azure_identity refreshes 300 s before
     /// expiry, so anything shorter makes every `get_token` fetch a new token.
     pub token_lifetime: Duration,
@@ -145,6 +152,7 @@ impl Default for FakeGraphOptions {
             client_secret: "demo-client-secret".to_owned(),
             users: USERS,
             page_size: 100,
+            max_page_size: 1000,
             token_lifetime: Duration::from_secs(3600),
             seed: 42,
             events_per_minute: 6.0,
@@ -179,12 +187,25 @@ pub enum Fault {
         retry_after: Option<String>,
         body: String,
     },
-    /// `200` with a truncated JSON body.
+    /// `200` with a complete body that is not valid JSON (it stops mid-object).
     InvalidJson,
     /// The normal response, with `@odata.nextLink` set to this absolute URL.
     ForeignNextLink(String),
-    /// Sleep, then answer normally.
+    /// Sleep, then answer normally: longer than the client's timeout, a response that times out.
     Delay(Duration),
+    /// The normal response cut in half on the wire: `Content-Length` announces the whole body,
+    /// half of it is sent, then the connection closes.
+    TruncatedBody,
+    /// The normal response, with `@odata.nextLink` pointing at the request's own URL: a paging
+    /// loop.
+    NextLinkLoop,
+    /// `200` with an empty `value` that still has an `@odata.nextLink` (the page's own, or the
+    /// request's URL on the last page).
+    EmptyPageWithNextLink,
+    /// `200` with an empty `value` and no `@odata.nextLink`: a transient empty list.
+    EmptyCollection,
+    /// The normal page without its `@odata.nextLink`: the list ends early, a shorter window.
+    NoNextLink,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,8 +241,10 @@ pub struct FakeGraph {
 impl FakeGraph {
     /// Generates the CA, binds `127.0.0.1:0` and starts serving.
     pub async fn start(opts: FakeGraphOptions) -> Result<FakeGraph, FakeError> {
-        if opts.page_size == 0 {
-            return Err(FakeError::InvalidOptions("page_size must be at least 1"));
+        if opts.page_size == 0 || opts.max_page_size == 0 {
+            return Err(FakeError::InvalidOptions(
+                "page_size and max_page_size must be at least 1",
+            ));
         }
         if !(opts.events_per_minute.is_finite() && opts.events_per_minute >= 0.0) {
             return Err(FakeError::InvalidOptions(
@@ -244,6 +267,7 @@ impl FakeGraph {
             client_id: opts.client_id.clone(),
             client_secret: opts.client_secret.clone(),
             page_size: opts.page_size,
+            max_page_size: opts.max_page_size,
             token_lifetime: opts.token_lifetime,
             groups: opts.groups.clone(),
             state: Mutex::new(State::new(Simulation::new(&opts, SystemTime::now()))),
@@ -329,6 +353,24 @@ impl FakeGraph {
     /// `usersRegisteredByFeature` may get), 410 `Gone`.
     pub fn retire(&self, path_contains: &str, status: u16) {
         self.shared.lock().retire(path_contains, status);
+    }
+
+    /// Lifts [`retire`](Self::retire) for `path_contains`: such requests are answered normally
+    /// again (e.g. a token endpoint that refused for a while).
+    pub fn restore(&self, path_contains: &str) {
+        self.shared.lock().restore(path_contains);
+    }
+
+    /// Drops every queued fault; returns how many had not fired yet.
+    pub fn clear_faults(&self) -> usize {
+        self.shared.lock().clear_faults()
+    }
+
+    /// Ids of the usage events still in the window that a complete, valid events page
+    /// (userCredentialUsageDetails or userEventsSummary) has listed so far: a page cut short,
+    /// emptied or answered with an error by a fault lists nothing.
+    pub fn listed_usage_events(&self) -> std::collections::HashSet<String> {
+        self.shared.lock().sim.listed_ids()
     }
 
     /// Records `event` at the current time and returns its id.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
@@ -19,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::FakeError;
 
-pub(crate) type FakeResponse = Response<Full<Bytes>>;
+pub(crate) type FakeResponse = Response<BoxBody<Bytes, Infallible>>;
 
 /// Binds `127.0.0.1` on a port the OS picks. Separate from
 /// [`spawn_tls_server`] because handlers need the URL before serving.
@@ -151,7 +152,8 @@ pub async fn serve_recorder(tls: Arc<rustls::ServerConfig>) -> Result<Recorder, 
                 authorized_hits.fetch_add(1, Ordering::SeqCst);
             }
             async move {
-                let mut resp = Response::new(Full::new(Bytes::from_static(br#"{"value":[]}"#)));
+                let mut resp =
+                    Response::new(Full::new(Bytes::from_static(br#"{"value":[]}"#)).boxed());
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp

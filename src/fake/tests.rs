@@ -1208,6 +1208,131 @@ async fn top_sets_the_page_size_and_survives_next_links() -> TestResult {
 }
 
 #[tokio::test]
+async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> TestResult {
+    let (fake, client) = start(FakeGraphOptions {
+        initial_events: 25,
+        page_size: 10,
+        max_page_size: 10,
+        ..quiet()
+    })
+    .await?;
+    let token = token(&fake, &client).await?;
+    let base = fake.base_url();
+    let first = format!("{base}/beta/{AM}/userEventsSummary?$top=1000");
+    let page_ids = |page: &Value| -> Vec<String> {
+        page["value"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // max_page_size caps $top; the nextLink keeps the $top asked for.
+    let normal = get_json(&client, &token, &first).await?;
+    assert_eq!(page_ids(&normal).len(), 10);
+    let next = normal["@odata.nextLink"].as_str().ok_or("no nextLink")?;
+    assert!(next.contains("$top=1000&$skiptoken="), "{next}");
+    let listed = fake.listed_usage_events();
+    assert_eq!(listed.len(), 10);
+    assert!(page_ids(&normal).iter().all(|id| listed.contains(id)));
+
+    fake.inject("userEventsSummary", Fault::NextLinkLoop);
+    let looped = get_json(&client, &token, &first).await?;
+    assert_eq!(looped["@odata.nextLink"], first.as_str());
+    assert_eq!(page_ids(&looped).len(), 10);
+
+    fake.inject("userEventsSummary", Fault::EmptyPageWithNextLink);
+    let empty = get_json(&client, &token, next).await?;
+    assert_eq!(page_ids(&empty).len(), 0);
+    assert!(empty["@odata.nextLink"].is_string());
+
+    fake.inject("userEventsSummary", Fault::EmptyCollection);
+    let empty = get_json(&client, &token, next).await?;
+    assert_eq!(page_ids(&empty).len(), 0);
+    assert!(empty.get("@odata.nextLink").is_none());
+
+    fake.inject("userEventsSummary", Fault::TruncatedBody);
+    // Its own connection: the cut leaves it closed.
+    let own = Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(fake.ca_pem().as_bytes())?])
+        .build()?;
+    let resp = get(&own, &token, next).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.bytes().await.is_err(), "the body is cut off");
+    assert_eq!(
+        fake.listed_usage_events().len(),
+        10,
+        "nothing listed by faults"
+    );
+
+    fake.inject("userEventsSummary", Fault::NoNextLink);
+    let short = get_json(&client, &token, next).await?;
+    assert_eq!(page_ids(&short).len(), 10);
+    assert!(short.get("@odata.nextLink").is_none());
+    assert_eq!(fake.listed_usage_events().len(), 20);
+
+    // The legacy report lists the same events.
+    let (rows, pages) = all_pages(
+        &client,
+        &token,
+        &format!("{base}/beta/reports/userCredentialUsageDetails"),
+    )
+    .await?;
+    assert_eq!((rows.len(), pages), (25, 3));
+    assert_eq!(fake.listed_usage_events().len(), 25);
+
+    // Faults can be dropped before they fire; a retired path can be restored.
+    fake.inject("userEventsSummary", Fault::InvalidJson);
+    fake.inject("userEventsSummary", Fault::EmptyCollection);
+    assert_eq!(fake.clear_faults(), 2);
+    assert_eq!(
+        page_ids(&get_json(&client, &token, &first).await?).len(),
+        10
+    );
+    fake.retire("oauth2/v2.0/token", 503);
+    let resp = token_response(&fake, &client, fake.client_secret()).await?;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    fake.restore("oauth2/v2.0/token");
+    let resp = token_response(&fake, &client, fake.client_secret()).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn event_ids_are_unique_to_each_run_users_are_not() -> TestResult {
+    let ids = async || -> Result<HashSet<String>, Box<dyn std::error::Error>> {
+        let (fake, client) = start(FakeGraphOptions {
+            initial_events: 5,
+            ..quiet()
+        })
+        .await?;
+        let token = token(&fake, &client).await?;
+        let page = get_json(
+            &client,
+            &token,
+            &format!(
+                "{}/beta/reports/userCredentialUsageDetails",
+                fake.base_url()
+            ),
+        )
+        .await?;
+        Ok(page["value"]
+            .as_array()
+            .ok_or("no value")?
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect())
+    };
+    let (a, b) = (ids().await?, ids().await?);
+    assert_eq!((a.len(), b.len()), (5, 5));
+    assert!(a.is_disjoint(&b));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_million_users_cost_nothing_until_asked_for() -> TestResult {
     let started = Instant::now();
     let (fake, client) = start(FakeGraphOptions {
@@ -1354,9 +1479,9 @@ fn the_spike_scenario_floods_reset_failures_for_ten_minutes() -> TestResult {
                     to: u64|
      -> Result<(u64, u64), Box<dyn std::error::Error>> {
         let at = |s| start + Duration::from_secs(s);
-        let (rows, _) = sim.event_page(0, usize::MAX, true);
+        let page = sim.event_page(0, usize::MAX, true);
         let mut counts = (0, 0);
-        for row in serde_json::to_value(rows)?
+        for row in serde_json::to_value(page.rows)?
             .as_array()
             .ok_or("not an array")?
         {

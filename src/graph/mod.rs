@@ -4,7 +4,7 @@
 
 mod limiter;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +28,9 @@ pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Longest Graph error message kept for logs and the landing page.
 const MAX_MESSAGE_CHARS: usize = 300;
+/// Pages one poll of a report may read unless `reports.<name>.max_pages` says otherwise: a
+/// 5,000,000-user tenant is 5,006 pages of 999 users, so twice that leaves room.
+pub const DEFAULT_MAX_PAGES: u32 = 10_000;
 
 /// Why Graph will not serve a report to this tenant, as opposed to a passing failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,36 @@ pub enum GraphError {
         link: String,
         #[source]
         source: url::ParseError,
+    },
+    #[error(
+        "{report} has no fresh figures to fall back on: the last complete {source_report} scan is older than its max_age (is it failing?)"
+    )]
+    FallbackStale {
+        report: &'static str,
+        source_report: &'static str,
+    },
+    #[error(
+        "{report}: the @odata.nextLink of page {pages} repeats a link already followed in this poll (pages read: {pages})"
+    )]
+    PagingLoop { report: &'static str, pages: u32 },
+    #[error("{report}: page {pages} is empty but has an @odata.nextLink (pages read: {pages})")]
+    EmptyPageWithNextLink { report: &'static str, pages: u32 },
+    #[error(
+        "{report}: more than {max_pages} pages (reports.{report}.max_pages; pages read: {pages})"
+    )]
+    TooManyPages {
+        report: &'static str,
+        pages: u32,
+        max_pages: u32,
+    },
+    #[error(
+        "{report}: page {page} is gone, its $skiptoken probably expired during the poll; the whole poll is retried at its normal interval: {source}"
+    )]
+    PageGone {
+        report: &'static str,
+        page: u32,
+        #[source]
+        source: Box<GraphError>,
     },
 }
 
@@ -213,6 +246,8 @@ pub struct GraphClient {
     backoff: ExponentialBuilder,
     /// Reports whose deprecation headers were already logged at warn level.
     deprecation_logged: Mutex<HashSet<&'static str>>,
+    /// Pages one poll of a report may read, where it differs from [`DEFAULT_MAX_PAGES`].
+    max_pages: HashMap<&'static str, u32>,
 }
 
 impl GraphClient {
@@ -238,7 +273,14 @@ impl GraphClient {
                 .with_max_times(4)
                 .with_jitter(),
             deprecation_logged: Mutex::new(HashSet::new()),
+            max_pages: HashMap::new(),
         }
+    }
+
+    /// Sets how many pages one poll of each report may read (`reports.<name>.max_pages`).
+    pub fn with_max_pages(mut self, max_pages: HashMap<&'static str, u32>) -> Self {
+        self.max_pages = max_pages;
+        self
     }
 
     /// Absolute URL for a path such as `/beta/reports/credentialUserRegistrationDetails`.
@@ -267,27 +309,66 @@ impl GraphClient {
     /// `on_page` as it arrives so that callers aggregate without holding the whole collection.
     /// A failed page is retried in place; the scan never restarts from the first page.
     /// Returns the number of rows read.
+    ///
+    /// A poll that would never end fails instead: a nextLink already followed in this poll, an
+    /// empty page that still has a nextLink, or more pages than the report's `max_pages`. A
+    /// page after the first that Graph no longer knows (404/410, or 400 "Resource not found":
+    /// an expired `$skiptoken`) fails the poll too, as a passing failure: the report is not
+    /// retired.
     pub async fn for_each_page<T: DeserializeOwned>(
         &self,
         report: &'static str,
         path: &str,
         mut on_page: impl FnMut(Vec<T>),
     ) -> Result<u64, GraphError> {
+        let max_pages = self
+            .max_pages
+            .get(report)
+            .copied()
+            .unwrap_or(DEFAULT_MAX_PAGES);
         let mut url = self.url(path)?;
+        // Hashes of the links requested, so that a long scan's memory stays small.
+        let mut followed = HashSet::from([link_hash(&url)]);
         let mut rows = 0u64;
+        let mut pages = 0u32;
         loop {
-            let (body, request_id) = self.get_with_retry(report, &url).await?;
+            pages += 1;
+            let (body, request_id) = match self.get_with_retry(report, &url).await {
+                Ok(page) => page,
+                Err(err) if pages > 1 && err.unavailability() == Some(Unavailability::Retired) => {
+                    return Err(GraphError::PageGone {
+                        report,
+                        page: pages,
+                        source: Box::new(err),
+                    });
+                }
+                Err(err) => return Err(err),
+            };
             let (values, next_link) =
                 parse_page::<T>(&body).map_err(|source| GraphError::Json {
                     path: url.path().to_owned(),
                     request_id,
                     source,
                 })?;
+            let empty = values.is_empty();
             rows += values.len() as u64;
             on_page(values);
-            match next_link {
-                Some(link) => url = self.checked_next_link(&link)?,
-                None => return Ok(rows),
+            let Some(link) = next_link else {
+                return Ok(rows);
+            };
+            if empty {
+                return Err(GraphError::EmptyPageWithNextLink { report, pages });
+            }
+            if pages >= max_pages {
+                return Err(GraphError::TooManyPages {
+                    report,
+                    pages,
+                    max_pages,
+                });
+            }
+            url = self.checked_next_link(&link)?;
+            if !followed.insert(link_hash(&url)) {
+                return Err(GraphError::PagingLoop { report, pages });
             }
         }
     }
@@ -461,6 +542,10 @@ pub fn token_error(err: &azure_core::Error) -> GraphError {
         message: crate::error_chain(err),
         retryable,
     }
+}
+
+fn link_hash(url: &Url) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(url.as_str().as_bytes())
 }
 
 fn origin(url: &Url) -> String {

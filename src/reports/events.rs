@@ -4,26 +4,34 @@
 //!
 //! Each report gets four families:
 //! - `*_window_events{feature,auth_method,status,failure_reason}`: events in the report now;
-//! - `*_events_total{...}`: events first seen since the exporter started. The first poll after
-//!   start only learns the window (the counter starts at zero, so a restart never fakes a
-//!   spike); later polls count each new event id once. Ids are forgotten when their event
-//!   leaves the window;
+//! - `*_events_total{...}`: each event counted once, ever. The first poll after a fresh start
+//!   only learns the window (the counter starts at zero, so a restart never fakes a spike);
+//!   later polls count each new event id once. An id is remembered for as long as Graph could
+//!   still list its event ([`RETENTION`] after its eventDateTime), not only while the last poll
+//!   listed it, so a transient empty or short list never makes old events count again. With
+//!   `--state.file` the totals, the admitted failure reasons and the remembered ids survive a
+//!   restart ([`SavedEvents`]), and the first poll after it counts what happened meanwhile;
 //! - `*_outcome_events_total{feature,status}`: the same events without method and reason. Every
 //!   (registration|reset, success|failure) series exists from the first completed poll, so a
 //!   burst under a method or reason never seen before is growth of an existing series, which
 //!   `increase()` sees in full; alerts use this one;
 //! - `*_last_event_timestamp_seconds{feature}`: the newest eventDateTime.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use tracing::info;
 
-use super::{BuildContext, Report, de};
+use super::{BuildContext, Report, de as fields};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{self, BoundedLabel, UNKNOWN};
 use crate::snapshot::{MetricDef, Snapshot};
+use crate::state::StateFile;
 
 /// The label names shared by the window gauge and the counter.
 pub const EVENT_LABELS: &[&str] = &["feature", "auth_method", "status", "failure_reason"];
@@ -32,7 +40,16 @@ pub const OUTCOME_LABELS: &[&str] = &["feature", "status"];
 /// The features and statuses Graph documents (featureType): their outcome series are exported
 /// at zero from the first completed poll.
 const KNOWN_FEATURES: [&str; 2] = ["registration", "reset"];
-const STATUSES: [&str; 2] = ["success", "failure"];
+
+/// How far back Graph lists events: the reports cover the last 30 days (their D30 period).
+pub const GRAPH_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long beyond [`GRAPH_WINDOW`] an id is remembered: room for a window Graph rounds to whole
+/// days and for clock skew between Graph and the exporter.
+pub const RETENTION_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
+/// An event id is remembered until its eventDateTime is this much older than the newest event
+/// seen (or than now, if that is earlier). An event older than that is never counted: it was
+/// either counted already or left Graph's window long ago.
+pub const RETENTION: Duration = GRAPH_WINDOW.saturating_add(RETENTION_MARGIN);
 
 /// The metric families an [`EventCounter`] fills.
 #[derive(Debug)]
@@ -47,25 +64,28 @@ pub struct EventMetrics {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
-    #[serde(default, deserialize_with = "de::optional_text")]
+    #[serde(default, deserialize_with = "fields::optional_text")]
     pub id: String,
-    #[serde(default = "de::unknown", deserialize_with = "de::label")]
+    #[serde(default = "fields::unknown", deserialize_with = "fields::label")]
     pub feature: String,
-    #[serde(deserialize_with = "de::flag")]
+    #[serde(deserialize_with = "fields::flag")]
     pub is_success: bool,
-    #[serde(default = "de::unknown", deserialize_with = "de::label")]
+    #[serde(default = "fields::unknown", deserialize_with = "fields::label")]
     pub auth_method: String,
-    #[serde(default, deserialize_with = "de::optional_text")]
+    #[serde(default, deserialize_with = "fields::optional_text")]
     pub failure_reason: String,
-    #[serde(default, deserialize_with = "de::optional_text")]
+    #[serde(default, deserialize_with = "fields::optional_text")]
     pub event_date_time: String,
 }
 
-/// A report that lists usage events at `path`: read whole on each poll, then committed.
+/// A report that lists usage events at `path`: read whole on each poll, then committed and,
+/// with `--state.file`, saved before the poll's metrics are published, so that what Prometheus
+/// saw is never ahead of what a restart resumes from.
 pub struct EventsReport {
     counter: EventCounter,
     report: &'static str,
     path: &'static str,
+    state: Option<(Arc<StateFile<SavedEvents>>, String)>,
 }
 
 impl EventsReport {
@@ -75,10 +95,29 @@ impl EventsReport {
         path: &'static str,
         context: &BuildContext,
     ) -> Self {
+        let saved = context
+            .state
+            .as_ref()
+            .and_then(|state| state.take(&context.tenant, report));
+        let counter = match saved {
+            Some(saved) => {
+                let counter = EventCounter::restore(metrics, context.failure_reason_limit, saved);
+                info!(
+                    remembered_events = counter.remembered(),
+                    "counters continue from the state file; the first poll counts the events listed since"
+                );
+                counter
+            }
+            None => EventCounter::new(metrics, context.failure_reason_limit),
+        };
         Self {
-            counter: EventCounter::new(metrics, context.failure_reason_limit),
+            counter,
             report,
             path,
+            state: context
+                .state
+                .clone()
+                .map(|state| (state, context.tenant.clone())),
         }
     }
 }
@@ -86,15 +125,31 @@ impl EventsReport {
 #[async_trait]
 impl Report for EventsReport {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError> {
-        let mut pass = self.counter.start_pass();
+        let now = unix_now();
+        let mut pass = self.counter.start_pass(now);
         let rows = graph
             .for_each_page(self.report, self.path, |rows: Vec<Row>| pass.add(rows))
             .await?;
         let pass = pass.finish();
-        let mut snapshot = self.counter.commit(pass);
+        let mut snapshot = self.counter.commit(pass, now);
         snapshot.rows = rows;
+        if let Some((state, tenant)) = &self.state {
+            state.save(tenant, self.report, &self.counter.save()).await;
+        }
         Ok(snapshot)
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The stable 64-bit hash of an event id (XXH3), the same in every run, so that ids remembered
+/// in the state file are recognised after a restart.
+fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
 /// (feature, auth_method, success, normalized failure reason) before the reason is bounded.
@@ -115,12 +170,15 @@ struct KeyCounts {
 pub struct EventCounter {
     metrics: &'static EventMetrics,
     reasons: BoundedLabel,
-    hasher: RandomState,
-    /// Hashes of the event ids in the window at the last complete poll.
-    seen: HashSet<u64>,
+    /// Hashes of remembered event ids and their eventDateTime (Unix seconds; for an event
+    /// without one, when it was last listed). Kept until older than [`RETENTION`], whether or
+    /// not the last poll listed them.
+    seen: HashMap<u64, i64>,
+    /// The newest eventDateTime ever listed.
+    newest: Option<i64>,
     totals: BTreeMap<LabelKey, u64>,
     outcomes: BTreeMap<OutcomeKey, u64>,
-    /// False until the first complete poll, which only learns the window.
+    /// False until the first complete poll of a fresh start, which only learns the window.
     primed: bool,
 }
 
@@ -129,30 +187,107 @@ impl EventCounter {
         Self {
             metrics,
             reasons: BoundedLabel::new(failure_reason_limit),
-            hasher: RandomState::new(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            newest: None,
             totals: BTreeMap::new(),
             outcomes: KNOWN_FEATURES
                 .iter()
-                .flat_map(|feature| STATUSES.map(|status| (((*feature).to_owned(), status), 0)))
+                .flat_map(|feature| {
+                    Outcome::ALL.map(|status| (((*feature).to_owned(), status.as_str()), 0))
+                })
                 .collect(),
             primed: false,
         }
     }
 
-    /// Starts reading the report once. Nothing changes here until [`EventCounter::commit`], so
-    /// a poll that fails half-way leaves the counters as they were.
-    pub fn start_pass(&self) -> Pass<'_> {
+    /// A counter that continues from a saved state: its totals, admitted failure reasons and
+    /// remembered ids. Its first poll counts every listed event it does not remember.
+    pub fn restore(
+        metrics: &'static EventMetrics,
+        failure_reason_limit: usize,
+        saved: SavedEvents,
+    ) -> Self {
+        let mut counter = Self::new(metrics, failure_reason_limit);
+        counter.reasons = BoundedLabel::with_admitted(failure_reason_limit, saved.failure_reasons);
+        for total in saved.totals {
+            let status = total.status.as_str();
+            *counter
+                .outcomes
+                .entry((total.feature.clone(), status))
+                .or_default() += total.events;
+            *counter
+                .totals
+                .entry((
+                    total.feature,
+                    total.auth_method,
+                    status,
+                    total.failure_reason,
+                ))
+                .or_default() += total.events;
+        }
+        counter.seen = saved
+            .event_ids
+            .into_iter()
+            .map(|(IdHash(id), at)| (id, at))
+            .collect();
+        counter.newest = saved.newest_event;
+        counter.primed = true;
+        counter
+    }
+
+    /// What the state file keeps of this counter.
+    pub fn save(&self) -> SavedEvents {
+        SavedEvents {
+            totals: self
+                .totals
+                .iter()
+                .map(
+                    |((feature, auth_method, status, reason), events)| SavedTotal {
+                        feature: feature.clone(),
+                        auth_method: auth_method.clone(),
+                        status: Outcome::from_label(status),
+                        failure_reason: reason.clone(),
+                        events: *events,
+                    },
+                )
+                .collect(),
+            failure_reasons: self.reasons.admitted(),
+            event_ids: self
+                .seen
+                .iter()
+                .map(|(id, at)| (IdHash(*id), *at))
+                .collect(),
+            newest_event: self.newest,
+        }
+    }
+
+    /// Event ids remembered now.
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Events older than this (Unix seconds) are forgotten and never counted: the newest event
+    /// seen, or now if that is earlier (a bogus future date must not expire every id), less
+    /// [`RETENTION`].
+    fn horizon(&self, now: i64) -> i64 {
+        let reference = self.newest.map_or(now, |newest| newest.min(now));
+        reference.saturating_sub(RETENTION.as_secs() as i64)
+    }
+
+    /// Starts reading the report once, at `now` (Unix seconds). Nothing changes here until
+    /// [`EventCounter::commit`], so a poll that fails half-way leaves the counters as they were.
+    pub fn start_pass(&self, now: i64) -> Pass<'_> {
         Pass {
             seen: &self.seen,
-            hasher: &self.hasher,
+            horizon: self.horizon(now),
+            now,
             window: HashMap::new(),
-            ids: HashSet::new(),
+            ids: HashMap::new(),
             newest: BTreeMap::new(),
         }
     }
 
-    pub fn commit(&mut self, pass: FinishedPass) -> Snapshot {
+    pub fn commit(&mut self, pass: FinishedPass, now: i64) -> Snapshot {
         let mut reason_counts: HashMap<String, u64> = HashMap::new();
         for ((_, _, success, reason), counts) in &pass.window {
             if !success {
@@ -164,9 +299,12 @@ impl EventCounter {
         let mut window: BTreeMap<LabelKey, u64> = BTreeMap::new();
         for ((feature, method, success, reason), counts) in pass.window {
             let (status, reason) = if success {
-                ("success", String::new())
+                (Outcome::Success.as_str(), String::new())
             } else {
-                ("failure", self.reasons.label(&reason).to_owned())
+                (
+                    Outcome::Failure.as_str(),
+                    self.reasons.label(&reason).to_owned(),
+                )
             };
             let outcome = self.outcomes.entry((feature.clone(), status)).or_default();
             let key = (feature, method, status, reason);
@@ -177,7 +315,14 @@ impl EventCounter {
             }
             *window.entry(key).or_default() += counts.events;
         }
-        self.seen = pass.ids;
+        // Ids listed now are remembered (again); ids not listed are kept until they expire.
+        self.seen.extend(pass.ids);
+        self.newest = self.newest.max(pass.newest.values().copied().max());
+        let horizon = self.horizon(now);
+        self.seen.retain(|_, at| *at >= horizon);
+        if self.seen.capacity() > 4 * self.seen.len().max(1024) {
+            self.seen.shrink_to_fit();
+        }
         self.primed = true;
 
         let mut snapshot = Snapshot::default();
@@ -212,17 +357,18 @@ impl EventCounter {
 
 /// One read of the report in progress.
 pub struct Pass<'a> {
-    seen: &'a HashSet<u64>,
-    hasher: &'a RandomState,
+    seen: &'a HashMap<u64, i64>,
+    horizon: i64,
+    now: i64,
     window: HashMap<RawKey, KeyCounts>,
-    ids: HashSet<u64>,
+    ids: HashMap<u64, i64>,
     newest: BTreeMap<String, i64>,
 }
 
 /// A complete read, ready to commit.
 pub struct FinishedPass {
     window: HashMap<RawKey, KeyCounts>,
-    ids: HashSet<u64>,
+    ids: HashMap<u64, i64>,
     newest: BTreeMap<String, i64>,
 }
 
@@ -239,20 +385,21 @@ impl Pass<'_> {
             };
             // Rows without an id are identified by their content instead.
             let id = if row.id.is_empty() {
-                self.hasher.hash_one((
-                    &row.feature,
-                    &row.auth_method,
-                    row.is_success,
-                    &reason,
-                    &row.event_date_time,
+                id_hash(&format!(
+                    "\u{0}{}\u{0}{}\u{0}{}\u{0}{reason}\u{0}{}",
+                    row.feature, row.auth_method, row.is_success, row.event_date_time
                 ))
             } else {
-                self.hasher.hash_one(&row.id)
+                id_hash(&row.id)
             };
+            let at = fields::timestamp(&row.event_date_time);
+            // An event beyond the horizon was counted long ago or is older than Graph's window:
+            // it is neither counted nor remembered.
+            let expired = at.is_some_and(|at| at < self.horizon);
             // A row seen twice within one read (pages shifting under us) counts once as new.
-            let first_in_pass = self.ids.insert(id);
-            let new = first_in_pass && !self.seen.contains(&id);
-            if let Some(at) = de::timestamp(&row.event_date_time) {
+            let first_in_pass = !expired && self.ids.insert(id, at.unwrap_or(self.now)).is_none();
+            let new = first_in_pass && !self.seen.contains_key(&id);
+            if let Some(at) = at {
                 let newest = self.newest.entry(row.feature.clone()).or_insert(at);
                 *newest = (*newest).max(at);
             }
@@ -271,6 +418,94 @@ impl Pass<'_> {
             ids: self.ids,
             newest: self.newest,
         }
+    }
+}
+
+/// What the state file keeps of one events report of one tenant. Its size follows the events
+/// in Graph's window (one id per event, expired with it), never the time the exporter runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedEvents {
+    /// `*_usage_events_total` per label set; the outcome counters are their sums.
+    totals: Vec<SavedTotal>,
+    /// The failure_reason values admitted as labels, so that series do not move.
+    failure_reasons: Vec<String>,
+    /// XXH3-64 hashes of the remembered event ids (16 hex digits) and their eventDateTime
+    /// (Unix seconds).
+    event_ids: HashMap<IdHash, i64>,
+    /// The newest eventDateTime seen (Unix seconds).
+    newest_event: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedTotal {
+    feature: String,
+    auth_method: String,
+    status: Outcome,
+    failure_reason: String,
+    events: u64,
+}
+
+/// The `status` label of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 2] = [Outcome::Success, Outcome::Failure];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    fn from_label(label: &str) -> Self {
+        if label == Outcome::Success.as_str() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+/// An id hash, written as 16 hex digits: JSON numbers above 2^53 lose precision in most tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct IdHash(u64);
+
+impl Serialize for IdHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{:016x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for IdHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HexVisitor;
+
+        impl Visitor<'_> for HexVisitor {
+            type Value = IdHash;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event id hash of 16 hex digits")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdHash, E> {
+                if v.len() != 16 {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                u64::from_str_radix(v, 16)
+                    .map(IdHash)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+
+        deserializer.deserialize_str(HexVisitor)
     }
 }
 
@@ -311,12 +546,58 @@ mod tests {
         last_event: &LAST_EVENT,
     };
 
+    /// 2026-11-20T12:00:00Z, two hours after the test events.
+    const NOW: i64 = 1_795_176_000;
+    const DAY: i64 = 24 * 3600;
+
     fn poll(counter: &mut EventCounter, json: &str) -> Result<Snapshot, serde_json::Error> {
+        poll_at(counter, json, NOW)
+    }
+
+    fn poll_at(
+        counter: &mut EventCounter,
+        json: &str,
+        now: i64,
+    ) -> Result<Snapshot, serde_json::Error> {
         let (rows, _) = parse_page::<Row>(json.as_bytes())?;
-        let mut pass = counter.start_pass();
+        let mut pass = counter.start_pass(now);
         pass.add(rows);
         let pass = pass.finish();
-        Ok(counter.commit(pass))
+        Ok(counter.commit(pass, now))
+    }
+
+    fn total(s: &Snapshot) -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL))
+            .map(|x| x.value)
+            .sum()
+    }
+
+    fn outcome_total(s: &Snapshot) -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| std::ptr::eq(x.metric, &OUTCOME))
+            .map(|x| x.value)
+            .sum()
+    }
+
+    /// `n` events `prefix0`..: failures by reason `bad code`, at 10:00 on 2026-11-20.
+    fn events(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+        range
+            .map(|i| event(&format!("{prefix}{i}"), false, "bad code"))
+            .collect()
+    }
+
+    /// An event `days` days before NOW.
+    fn dated(id: &str, days: i64) -> String {
+        let at = time::OffsetDateTime::from_unix_timestamp(NOW - days * DAY)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        format!(
+            r#"{{"id":"{id}","feature":"reset","isSuccess":true,"authMethod":"email","eventDateTime":"{at}"}}"#
+        )
     }
 
     fn event(id: &str, success: bool, reason: &str) -> String {
@@ -420,9 +701,188 @@ mod tests {
         assert_eq!(third.value(&EVENTS_TOTAL, &OK), Some(0.0));
         assert_eq!(third.value(&WINDOW_EVENTS, &OK), None);
 
-        // An id that left the window and comes back is new again: it was forgotten.
+        // An id that left the list and comes back is not new: it is remembered by its date.
         let fourth = poll(&mut counter, &page(&[event("a", false, "bad code")])).unwrap();
-        assert_eq!(fourth.value(&EVENTS_TOTAL, &FAIL), Some(2.0));
+        assert_eq!(fourth.value(&EVENTS_TOTAL, &FAIL), Some(1.0));
+    }
+
+    #[test]
+    fn flapping_events_count_once_listed_missing_or_listed_again() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        poll(&mut counter, &page(&[event("x", true, "")])).unwrap();
+        let full = page(&[
+            event("x", true, ""),
+            event("a", false, "bad code"),
+            event("b", false, "bad code"),
+            event("c", false, "bad code"),
+        ]);
+        assert_eq!(total(&poll(&mut counter, &full).unwrap()), 3.0);
+        // The mock of the issue: [a,b,c], then nothing, then [a,b,c] again, several times over.
+        for _ in 0..3 {
+            assert_eq!(total(&poll(&mut counter, &page(&[])).unwrap()), 3.0);
+            assert_eq!(total(&poll(&mut counter, &full).unwrap()), 3.0);
+        }
+        // One event flaps on its own (a page that skips a row) while a new one arrives.
+        let without_b = page(&[event("a", false, "bad code"), event("c", false, "bad code")]);
+        assert_eq!(total(&poll(&mut counter, &without_b).unwrap()), 3.0);
+        let with_d = page(&[
+            event("a", false, "bad code"),
+            event("b", false, "bad code"),
+            event("c", false, "bad code"),
+            event("d", false, "bad code"),
+        ]);
+        let s = poll(&mut counter, &with_d).unwrap();
+        assert_eq!(total(&s), 4.0);
+        assert_eq!(outcome_total(&s), 4.0);
+    }
+
+    #[test]
+    fn a_shrinking_window_or_an_empty_200_between_full_ones_counts_nothing_new() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        let full = page(&events("e", 0..200));
+        poll(&mut counter, &full).unwrap();
+        // Graph's window shrinks to its last 20 events, then to nothing, then lists it all again.
+        for list in [page(&events("e", 180..200)), page(&[]), full.clone()] {
+            let s = poll(&mut counter, &list).unwrap();
+            assert_eq!(total(&s), 0.0);
+            assert_eq!(outcome_total(&s), 0.0);
+        }
+        // Ten new events after the full list are counted, once.
+        let mut more = events("e", 0..200);
+        more.extend(events("n", 0..10));
+        assert_eq!(total(&poll(&mut counter, &page(&more)).unwrap()), 10.0);
+        assert_eq!(total(&poll(&mut counter, &page(&[])).unwrap()), 10.0);
+        assert_eq!(total(&poll(&mut counter, &page(&more)).unwrap()), 10.0);
+        assert_eq!(counter.remembered(), 210);
+    }
+
+    #[test]
+    fn ids_expire_by_their_date_beyond_the_window_and_old_events_never_count() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        poll_at(
+            &mut counter,
+            &page(&[dated("old", 20), dated("new", 0)]),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(counter.remembered(), 2);
+        // 31 days on, with an event of that day: "old" (51 days before it) is past the window
+        // and its margin and is forgotten, though still listed; "new" (31 days) is kept.
+        let later = NOW + 31 * DAY;
+        let s = poll_at(
+            &mut counter,
+            &page(&[dated("old", 20), dated("new", 0), dated("fresh", -31)]),
+            later,
+        )
+        .unwrap();
+        assert_eq!(total(&s), 1.0, "only the fresh event is new");
+        assert_eq!(counter.remembered(), 2);
+        // Listed again, the forgotten event is not counted: it is older than any new event.
+        let s = poll_at(&mut counter, &page(&[dated("old", 20)]), later).unwrap();
+        assert_eq!(total(&s), 1.0);
+        assert_eq!(counter.remembered(), 2);
+        // An event 33 days after "new" pushes it out too, whether it is listed or not.
+        let s = poll_at(&mut counter, &page(&[dated("newer", -33)]), NOW + 33 * DAY).unwrap();
+        assert_eq!(total(&s), 2.0);
+        assert_eq!(counter.remembered(), 2, "fresh and newer");
+    }
+
+    #[test]
+    fn a_bogus_future_date_does_not_expire_every_id() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        let future = r#"{"id":"f","feature":"reset","isSuccess":true,"authMethod":"email","eventDateTime":"2099-01-01T00:00:00Z"}"#;
+        poll(&mut counter, &page(&[dated("a", 1), future.to_owned()])).unwrap();
+        let s = poll(&mut counter, &page(&[dated("a", 1)])).unwrap();
+        assert_eq!(total(&s), 0.0);
+        assert_eq!(counter.remembered(), 2);
+    }
+
+    #[test]
+    fn events_without_a_date_are_kept_while_listed_and_expire_after_they_leave() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        let undated = r#"{"id":"u","feature":"reset","isSuccess":true,"authMethod":"email"}"#;
+        poll_at(&mut counter, &page(&[undated.to_owned()]), NOW).unwrap();
+        let retention = RETENTION.as_secs() as i64;
+        // Still listed after a long time: its "date" is when it was last listed.
+        let s = poll_at(&mut counter, &page(&[undated.to_owned()]), NOW + retention).unwrap();
+        assert_eq!(total(&s), 0.0);
+        poll_at(&mut counter, &page(&[]), NOW + 2 * retention - 1).unwrap();
+        assert_eq!(counter.remembered(), 1);
+        poll_at(&mut counter, &page(&[]), NOW + 2 * retention + 1).unwrap();
+        assert_eq!(counter.remembered(), 0);
+    }
+
+    #[test]
+    fn a_restored_counter_continues_and_counts_what_happened_while_it_was_down() {
+        let mut counter = EventCounter::new(&METRICS, 2);
+        poll(&mut counter, &page(&events("e", 0..5))).unwrap();
+        let mut listed = events("e", 0..5);
+        listed.push(event("r1", false, "rare reason"));
+        listed.push(event("s1", true, ""));
+        let before = poll(&mut counter, &page(&listed)).unwrap();
+        assert_eq!(total(&before), 2.0);
+
+        // Through JSON, as the state file keeps it.
+        let saved: SavedEvents =
+            serde_json::from_str(&serde_json::to_string(&counter.save()).unwrap()).unwrap();
+        assert_eq!(saved, counter.save());
+        let mut restored = EventCounter::restore(&METRICS, 2, saved);
+        assert_eq!(restored.remembered(), 7);
+
+        // While it was down: e0..e4 left the list, two events arrived, one of them under a
+        // reason that is not admitted (the limit of 2 is full: "bad code", "rare reason").
+        let mut after = vec![event("r1", false, "rare reason"), event("s1", true, "")];
+        after.push(event("d1", false, "bad code"));
+        after.push(event("d2", false, "brand new reason"));
+        let s = poll(&mut restored, &page(&after)).unwrap();
+        assert_eq!(total(&s), 4.0);
+        assert_eq!(outcome_total(&s), 4.0);
+        assert_eq!(s.value(&EVENTS_TOTAL, &FAIL), Some(1.0));
+        assert_eq!(
+            s.value(&EVENTS_TOTAL, &["reset", "email", "failure", "rare reason"]),
+            Some(1.0)
+        );
+        assert_eq!(
+            s.value(&EVENTS_TOTAL, &["reset", "email", "failure", "other"]),
+            Some(1.0)
+        );
+        assert_eq!(s.value(&OUTCOME, &["reset", "failure"]), Some(3.0));
+        assert_eq!(s.value(&OUTCOME, &["reset", "success"]), Some(1.0));
+        assert_eq!(s.value(&OUTCOME, &["registration", "failure"]), Some(0.0));
+        // Every counter series of before is still there, none lower.
+        for sample in before
+            .samples
+            .iter()
+            .filter(|x| x.metric.kind == Kind::Counter)
+        {
+            let labels: Vec<&str> = sample.labels.iter().map(String::as_str).collect();
+            let now = s.value(sample.metric, &labels).unwrap();
+            assert!(now >= sample.value, "{} {labels:?}", sample.metric.name);
+        }
+    }
+
+    #[test]
+    fn saved_state_is_bounded_by_the_window_and_ids_are_hex_hashes() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        poll(&mut counter, &page(&events("e", 0..50))).unwrap();
+        let text = serde_json::to_string(&counter.save()).unwrap();
+        assert!(!text.contains("\"e1\""), "ids are hashed: {text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let ids = json["event_ids"].as_object().unwrap();
+        assert_eq!(ids.len(), 50);
+        assert!(
+            ids.keys()
+                .all(|k| k.len() == 16 && u64::from_str_radix(k, 16).is_ok())
+        );
+        // The same ids in every run: the hash is stable, not seeded per process.
+        assert!(ids.contains_key(&format!("{:016x}", id_hash("e1"))));
+        assert_eq!(id_hash("e1"), xxhash_rust::xxh3::xxh3_64(b"e1"));
+        // Forty days later Graph's window has moved on: the state shrinks with it.
+        poll_at(&mut counter, &page(&[dated("later", -40)]), NOW + 40 * DAY).unwrap();
+        assert_eq!(counter.save().event_ids.len(), 1);
+        for bad in [r#""xyz""#, r#""0123""#, "12"] {
+            assert!(serde_json::from_str::<IdHash>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -495,7 +955,7 @@ mod tests {
         let mut counter = EventCounter::new(&METRICS, 20);
         poll(&mut counter, &page(&[event("a", false, "bad code")])).unwrap();
         {
-            let mut pass = counter.start_pass();
+            let mut pass = counter.start_pass(NOW);
             let (rows, _) =
                 parse_page::<Row>(page(&[event("b", false, "bad code")]).as_bytes()).unwrap();
             pass.add(rows);

@@ -36,14 +36,14 @@ pub static WINDOW_EVENTS: MetricDef = MetricDef {
 
 pub static EVENTS_TOTAL: MetricDef = MetricDef {
     name: "entra_authmethods_usage_events_total",
-    help: "SSPR registration and reset events first seen in the userEventsSummary report since the exporter started (zero after the first poll), as of the last poll.",
+    help: "SSPR registration and reset events listed in the userEventsSummary report, each counted once: from the first poll on (which only learns the window), continued across restarts with --state.file. As of the last poll.",
     kind: Kind::Counter,
     labels: EVENT_LABELS,
 };
 
 pub static OUTCOME_EVENTS_TOTAL: MetricDef = MetricDef {
     name: "entra_authmethods_usage_outcome_events_total",
-    help: "SSPR registration and reset events first seen in the userEventsSummary report since the exporter started, by feature and outcome only; every registration/reset and success/failure series exists from the first poll at zero. As of the last poll.",
+    help: "SSPR registration and reset events listed in the userEventsSummary report, each counted once (as the detailed counter), by feature and outcome only; every registration/reset and success/failure series exists from the first poll at zero. As of the last poll.",
     kind: Kind::Counter,
     labels: OUTCOME_LABELS,
 };

@@ -27,13 +27,16 @@ pub mod user_registration_details;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::config::GroupConfig;
+pub use events::SavedEvents;
+
+use crate::config::{GroupConfig, TenantConfig};
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
+use crate::state::StateFile;
 use strength::StrengthTable;
 
 /// Every report, in the order they are polled at start.
@@ -53,6 +56,9 @@ pub const ALL: &[&ReportSpec] = &[
     &events_summary::SPEC,
     &user_registration_details::SPEC,
 ];
+
+/// Reports that keep state across restarts in `--state.file`: the usage-event counters.
+pub const STATEFUL: &[&ReportSpec] = &[&usage_details::SPEC, &events_summary::SPEC];
 
 /// Summaries are cheap (one request each) and Graph refreshes them every few hours.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -85,25 +91,37 @@ pub struct ReportSpec {
 /// tenant's reports share.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
+    /// The `tenant` label.
+    pub tenant: String,
     pub failure_reason_limit: usize,
     /// The authentication strength classes, the same for every tenant.
     pub strength: Arc<StrengthTable>,
     /// The tenant's groups, broken down by the userRegistrationDetails scan.
     pub groups: Arc<[GroupConfig]>,
     pub shared: Arc<TenantShared>,
+    /// `--state.file`, where the events reports keep their counters across restarts.
+    pub state: Option<Arc<StateFile<SavedEvents>>>,
 }
 
 impl BuildContext {
     pub fn new(
+        tenant: &TenantConfig,
         failure_reason_limit: usize,
         strength: Arc<StrengthTable>,
-        groups: Arc<[GroupConfig]>,
+        state: Option<Arc<StateFile<SavedEvents>>>,
     ) -> Self {
+        let details = &user_registration_details::SPEC;
         Self {
+            tenant: tenant.name.clone(),
             failure_reason_limit,
             strength,
-            groups,
-            shared: Arc::default(),
+            groups: tenant.groups.clone().into(),
+            shared: Arc::new(TenantShared::new(
+                tenant
+                    .report_settings(details.name, details.default_interval)
+                    .max_age,
+            )),
+            state,
         }
     }
 }
@@ -115,13 +133,31 @@ const UNKNOWN_METHODS_LOGGED: usize = 100;
 /// What the reports of one tenant share: the userRegistrationDetails totals that
 /// usersRegisteredByFeature/-Method fall back on when Graph refuses them app-only, and the
 /// unknown authentication methods already logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TenantShared {
-    registration_totals: Mutex<Option<Arc<user_registration_details::RegistrationTotals>>>,
+    registration_totals: Mutex<Option<PublishedTotals>>,
+    /// userRegistrationDetails' max_age: its totals stand in for the summaries that long.
+    registration_max_age: Duration,
     unknown_methods: Mutex<HashSet<String>>,
 }
 
+/// A complete userRegistrationDetails scan's totals, and until when they may be served.
+#[derive(Debug, Clone)]
+pub struct PublishedTotals {
+    pub totals: Arc<user_registration_details::RegistrationTotals>,
+    /// `None` when the max_age reaches beyond what the clock can represent: no limit.
+    pub fresh_until: Option<SystemTime>,
+}
+
 impl TenantShared {
+    pub fn new(registration_max_age: Duration) -> Self {
+        Self {
+            registration_totals: Mutex::new(None),
+            registration_max_age,
+            unknown_methods: Mutex::new(HashSet::new()),
+        }
+    }
+
     /// True the first time a report of this tenant meets `method` outside the strength table.
     pub fn first_unknown_method(&self, method: &str) -> bool {
         let Ok(mut seen) = self.unknown_methods.lock() else {
@@ -133,18 +169,22 @@ impl TenantShared {
         seen.insert(method.to_owned())
     }
 
+    /// Publishes the totals of a scan that completed now.
     pub fn publish_registration_totals(
         &self,
         totals: user_registration_details::RegistrationTotals,
     ) {
+        let published = PublishedTotals {
+            totals: Arc::new(totals),
+            fresh_until: SystemTime::now().checked_add(self.registration_max_age),
+        };
         if let Ok(mut slot) = self.registration_totals.lock() {
-            *slot = Some(Arc::new(totals));
+            *slot = Some(published);
         }
     }
 
-    pub fn registration_totals(
-        &self,
-    ) -> Option<Arc<user_registration_details::RegistrationTotals>> {
+    /// The last scan's totals, fresh or not.
+    pub fn registration_totals(&self) -> Option<PublishedTotals> {
         self.registration_totals
             .lock()
             .ok()
@@ -185,10 +225,10 @@ mod tests {
 
     #[test]
     fn unknown_methods_are_logged_once_per_tenant_and_remembered_within_bounds() {
-        let shared = TenantShared::default();
+        let shared = TenantShared::new(Duration::from_secs(3600));
         assert!(shared.first_unknown_method("qrCode"));
         assert!(!shared.first_unknown_method("qrCode"));
-        assert!(TenantShared::default().first_unknown_method("qrCode"));
+        assert!(TenantShared::new(Duration::from_secs(3600)).first_unknown_method("qrCode"));
         for i in 1..UNKNOWN_METHODS_LOGGED {
             assert!(shared.first_unknown_method(&format!("method{i}")));
         }

@@ -1,16 +1,19 @@
 //! usersRegisteredByFeature and usersRegisteredByMethod: Microsoft documents them as
 //! delegated-only. The exporter tries them app-only; on 403 it logs once and serves the same
 //! figures from the tenant's last complete userRegistrationDetails scan (`source="details"`),
-//! asking Graph again hourly in case the permission appears.
+//! asking Graph again hourly in case the permission appears. Those figures age out with the
+//! scan's own max_age: once the scan's result is older, the fallback fails and its values
+//! vanish, exactly when the scan's own values do.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::user_registration_details::{self, RegistrationTotals};
-use super::{BuildContext, TenantShared, UNAVAILABLE_RETRY};
+use super::user_registration_details;
+use super::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::graph::{GraphClient, GraphError, Unavailability};
 use crate::snapshot::{MetricDef, Snapshot};
 
@@ -39,9 +42,11 @@ pub fn snapshot<'a>(
 }
 
 /// Where a poll's figures came from.
+#[derive(Debug)]
 pub enum Figures<T> {
     Summary(T),
-    Details(Arc<RegistrationTotals>),
+    /// The details scan's totals, to be served only until their `fresh_until`.
+    Details(PublishedTotals),
 }
 
 /// Per-report fallback state.
@@ -92,12 +97,69 @@ impl Fallback {
     }
 
     fn details<T>(&self, report: &'static str) -> Result<Figures<T>, GraphError> {
-        self.shared
+        let source_report = user_registration_details::SPEC.name;
+        let published = self
+            .shared
             .registration_totals()
-            .map(Figures::Details)
             .ok_or(GraphError::NoFallbackData {
                 report,
-                source_report: user_registration_details::SPEC.name,
-            })
+                source_report,
+            })?;
+        if published
+            .fresh_until
+            .is_some_and(|until| SystemTime::now() > until)
+        {
+            return Err(GraphError::FallbackStale {
+                report,
+                source_report,
+            });
+        }
+        Ok(Figures::Details(published))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::user_registration_details::RegistrationTotals;
+    use std::time::Duration;
+
+    #[test]
+    fn fallback_figures_age_out_with_the_scans_max_age() {
+        let fallback = |max_age| {
+            let shared = Arc::new(TenantShared::new(max_age));
+            let fallback = Fallback {
+                shared: shared.clone(),
+                next_probe: None,
+            };
+            (shared, fallback)
+        };
+        let (shared, fresh) = fallback(Duration::from_secs(3600));
+        let err = fresh.details::<()>("usersRegisteredByFeature").unwrap_err();
+        assert_eq!(err.awaited_report(), Some("userRegistrationDetails"));
+        shared.publish_registration_totals(RegistrationTotals::default());
+        match fresh.details::<()>("usersRegisteredByFeature") {
+            Ok(Figures::Details(published)) => {
+                assert!(
+                    published.fresh_until > Some(SystemTime::now() + Duration::from_secs(3000))
+                );
+            }
+            _ => panic!("fresh totals are served"),
+        }
+
+        // A scan older than its max_age (zero here) no longer stands in: the poll fails, and
+        // it is a failure, not a wait for a first scan.
+        let (shared, stale) = fallback(Duration::ZERO);
+        shared.publish_registration_totals(RegistrationTotals::default());
+        std::thread::sleep(Duration::from_millis(5));
+        let err = stale.details::<()>("usersRegisteredByFeature").unwrap_err();
+        assert!(matches!(err, GraphError::FallbackStale { .. }), "{err}");
+        assert_eq!(err.awaited_report(), None);
+        assert!(err.to_string().contains("max_age"), "{err}");
+
+        // A max_age beyond what the clock can hold means no limit, not a panic.
+        let (shared, forever) = fallback(Duration::MAX);
+        shared.publish_registration_totals(RegistrationTotals::default());
+        assert!(forever.details::<()>("usersRegisteredByFeature").is_ok());
     }
 }

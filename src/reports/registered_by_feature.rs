@@ -71,17 +71,23 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
                 .iter()
                 .map(|c| (c.feature.as_str(), c.user_count)),
         ),
-        Figures::Details(totals) => registered_by::snapshot(
+        Figures::Details(published) => registered_by::snapshot(
             &FEATURE_USERS,
             SOURCE_DETAILS,
-            totals.by_feature.iter().map(|(f, users)| (*f, *users)),
-        ),
+            published
+                .totals
+                .by_feature
+                .iter()
+                .map(|(f, users)| (*f, *users)),
+        )
+        .expiring(published.fresh_until),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reports::PublishedTotals;
     use crate::reports::user_registration_details::RegistrationTotals;
     use std::sync::Arc;
 
@@ -114,11 +120,17 @@ mod tests {
     fn details_fallback_has_the_same_shape() {
         let mut totals = RegistrationTotals::default();
         totals.by_feature.insert("mfaCapable", 12);
-        let s = snapshot(Figures::Details(Arc::new(totals)));
+        let fresh_until = Some(std::time::SystemTime::now());
+        let s = snapshot(Figures::Details(PublishedTotals {
+            totals: Arc::new(totals),
+            fresh_until,
+        }));
         assert_eq!(
             s.value(&FEATURE_USERS, &["mfaCapable", "details"]),
             Some(12.0)
         );
+        // The figures expire with the scan they come from.
+        assert_eq!(s.expires_at, fresh_until);
     }
 
     #[test]

@@ -70,14 +70,16 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
                 .iter()
                 .map(|c| (c.authentication_method.as_str(), c.user_count)),
         ),
-        Figures::Details(totals) => registered_by::snapshot(
+        Figures::Details(published) => registered_by::snapshot(
             &METHOD_USERS,
             SOURCE_DETAILS,
-            totals
+            published
+                .totals
                 .by_method
                 .iter()
                 .map(|(m, users)| (m.as_str(), *users)),
-        ),
+        )
+        .expiring(published.fresh_until),
     }
 }
 
