@@ -118,7 +118,7 @@ pub async fn run(
     }
 
     let state = Arc::new(AppState {
-        exposition: Exposition::new(store.clone(), metrics.registry)?,
+        exposition: Exposition::new(store.clone(), metrics)?,
         store,
         telemetry_path: config.telemetry_path.clone(),
         tenants: config

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::collector::PromptGauge;
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use hyper::header::{HeaderName, HeaderValue};
-use prometheus::IntGauge;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -536,7 +536,7 @@ fn fingerprint(path: &Path) -> Vec<Option<Vec<u8>>> {
 pub async fn watch(
     path: PathBuf,
     handle: WebConfigHandle,
-    reload_successful: IntGauge,
+    reload_successful: PromptGauge,
     shutdown: CancellationToken,
 ) {
     let mut seen = fingerprint(&path);

@@ -566,7 +566,7 @@ mod tests {
         let store = Arc::new(Store::new());
         let metrics = crate::collector::Metrics::new().unwrap();
         let app = AppState {
-            exposition: Exposition::new(store.clone(), metrics.registry).unwrap(),
+            exposition: Exposition::new(store.clone(), metrics).unwrap(),
             store,
             telemetry_path: "/metrics".to_owned(),
             tenants: Vec::new(),
