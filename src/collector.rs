@@ -83,6 +83,12 @@ pub struct Metrics {
     pub graph_requests: IntCounterVec,
     /// `entra_exporter_web_config_last_reload_successful`.
     pub web_config_reload_successful: IntGauge,
+    /// `entra_exporter_credential_up{tenant}`.
+    pub credential_up: IntGaugeVec,
+    /// `entra_exporter_shard_info{shard,total_shards}`.
+    pub shard_info: IntGaugeVec,
+    /// `entra_exporter_shard_tenants`.
+    pub shard_tenants: IntGauge,
 }
 
 impl Metrics {
@@ -118,10 +124,37 @@ impl Metrics {
         web_config_reload_successful.set(1);
         registry.register(Box::new(web_config_reload_successful.clone()))?;
 
+        let credential_up = IntGaugeVec::new(
+            Opts::new(
+                "entra_exporter_credential_up",
+                "1 if the tenant's latest token request succeeded, at start or when the token was refreshed later; 0 otherwise.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(credential_up.clone()))?;
+
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                "entra_exporter_shard_info",
+                "A metric with a constant '1' value labelled by this replica's shard (0-based) and the number of shards; 0 of 1 when the tenants are not sharded.",
+            ),
+            &["shard", "total_shards"],
+        )?;
+        registry.register(Box::new(shard_info.clone()))?;
+
+        let shard_tenants = IntGauge::new(
+            "entra_exporter_shard_tenants",
+            "Tenants this replica polls: those of the configuration that its shard owns.",
+        )?;
+        registry.register(Box::new(shard_tenants.clone()))?;
+
         Ok(Self {
             registry,
             graph_requests,
             web_config_reload_successful,
+            credential_up,
+            shard_info,
+            shard_tenants,
         })
     }
 }

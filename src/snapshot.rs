@@ -1,7 +1,7 @@
 //! The last good result of every report of every tenant, and its poll state. A poll replaces
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -114,6 +114,8 @@ pub struct Key {
 #[derive(Debug, Default)]
 pub struct Store {
     reports: RwLock<BTreeMap<Key, ReportState>>,
+    /// Tenants that have got a token: only their reports count for readiness.
+    credentialed: RwLock<BTreeSet<String>>,
     /// Bumped by every change, so that readers can keep what they derived from the states
     /// until it moves.
     generation: AtomicU64,
@@ -192,13 +194,31 @@ impl Store {
         self.read(|reports| reports.get(&key(tenant, report)).map(|state| state.status))
     }
 
-    /// True once every enabled report has finished its first poll, successful or not.
+    /// Notes that the tenant has got a token, so that its reports count for readiness.
+    pub fn credential_obtained(&self, tenant: &str) {
+        let mut credentialed = match self.credentialed.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        credentialed.insert(tenant.to_owned());
+    }
+
+    /// True once every enabled report of every tenant that has got a token has finished its
+    /// first poll, successful or not. The reports of a tenant still waiting for its first token
+    /// do not count, unless no tenant has one: a process that can poll nothing is not ready.
     pub fn ready(&self) -> bool {
+        let credentialed = match self.credentialed.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         self.read(|reports| {
+            if credentialed.is_empty() {
+                return reports.is_empty();
+            }
             reports
-                .values()
-                .filter(|state| state.settings.enabled)
-                .all(|state| state.status != Status::Pending)
+                .iter()
+                .filter(|(key, state)| state.settings.enabled && credentialed.contains(&key.tenant))
+                .all(|(_, state)| state.status != Status::Pending)
         })
     }
 
@@ -283,7 +303,9 @@ mod tests {
     #[test]
     fn ready_after_every_enabled_report_polled_once_even_if_failed() {
         let store = Store::new();
+        assert!(store.ready(), "nothing to poll: a shard without tenants");
         store.register("t", "a", settings(true, Duration::from_secs(60)));
+        store.credential_obtained("t");
         store.register("t", "b", settings(true, Duration::from_secs(60)));
         store.register("t", "off", settings(false, Duration::from_secs(60)));
         assert!(!store.ready());
@@ -294,10 +316,32 @@ mod tests {
     }
 
     #[test]
+    fn only_tenants_with_a_token_count_for_readiness() {
+        let store = Store::new();
+        for tenant in ["good", "revoked"] {
+            store.register(tenant, "a", settings(true, Duration::from_secs(60)));
+        }
+        assert!(!store.ready(), "no tenant has a token yet");
+        store.credential_obtained("good");
+        assert!(!store.ready());
+        store.record_success("good", "a", Snapshot::default(), Duration::ZERO);
+        assert!(
+            store.ready(),
+            "the revoked tenant's pending report does not count"
+        );
+        store.credential_obtained("revoked");
+        assert!(
+            !store.ready(),
+            "until it has a token; then its first poll counts"
+        );
+    }
+
+    #[test]
     fn every_change_moves_the_generation_and_repeated_keys_sum() {
         let store = Store::new();
         let start = store.generation();
         store.register("t", "a", settings(true, Duration::from_secs(60)));
+        store.credential_obtained("t");
         let registered = store.generation();
         assert!(registered > start);
         let mut snapshot = Snapshot::default();

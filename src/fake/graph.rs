@@ -26,7 +26,7 @@ use super::groups::{member_page, transitive_members};
 use super::server::FakeResponse;
 use super::stats;
 use super::users::{UserRoles, UserTypes, user_id};
-use super::{FakeGroup, Fault};
+use super::{FakeGroup, Fault, LoggedRequest};
 
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 const ENTRA_JSON: &str = "application/json; charset=utf-8";
@@ -46,6 +46,8 @@ const PREFER_UNKNOWN_MEMBERS: &str = "include-unknown-enum-members";
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) tenant_id: String,
+    /// Every tenant served, `tenant_id` first; a tenant's index is its place here.
+    pub(crate) tenant_ids: Vec<String>,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
     pub(crate) page_size: usize,
@@ -54,28 +56,35 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
 }
 
+/// Where a fault or a retirement applies: every tenant, or the one with this id.
+type Scope = Option<String>;
+
 pub(crate) struct State {
-    pub(crate) sim: Simulation,
-    /// access token -> expiry.
-    tokens: HashMap<String, Instant>,
+    /// Each tenant's data, by tenant index.
+    pub(crate) sims: Vec<Simulation>,
+    /// access token -> (expiry, tenant index).
+    tokens: HashMap<String, (Instant, usize)>,
     pub(crate) tokens_issued: usize,
     /// Graph path+query (as received) -> count. Keys are distinct targets,
     /// which grow only with paging cursors: small for test and demo runs.
     graph_requests: HashMap<String, usize>,
     /// FIFO of one-shot faults per key, in the order keys were first used.
-    faults: Vec<(String, VecDeque<Fault>)>,
-    retired: Vec<(String, u16)>,
+    faults: Vec<(Scope, String, VecDeque<Fault>)>,
+    retired: Vec<(Scope, String, u16)>,
+    /// Every request in order, when asked for.
+    pub(crate) log: Option<Vec<LoggedRequest>>,
 }
 
 impl State {
-    pub(crate) fn new(sim: Simulation) -> Self {
+    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool) -> Self {
         State {
-            sim,
+            sims,
             tokens: HashMap::new(),
             tokens_issued: 0,
             graph_requests: HashMap::new(),
             faults: Vec::new(),
             retired: Vec::new(),
+            log: record_requests.then(Vec::new),
         }
     }
 
@@ -87,23 +96,36 @@ impl State {
             .sum()
     }
 
-    pub(crate) fn inject(&mut self, key: &str, fault: Fault) {
-        match self.faults.iter_mut().find(|(k, _)| k == key) {
-            Some((_, queue)) => queue.push_back(fault),
-            None => self.faults.push((key.to_owned(), VecDeque::from([fault]))),
+    pub(crate) fn inject(&mut self, scope: Scope, key: &str, fault: Fault) {
+        match self
+            .faults
+            .iter_mut()
+            .find(|(s, k, _)| *s == scope && k == key)
+        {
+            Some((_, _, queue)) => queue.push_back(fault),
+            None => self
+                .faults
+                .push((scope, key.to_owned(), VecDeque::from([fault]))),
         }
     }
 
-    pub(crate) fn retire(&mut self, key: &str, status: u16) {
-        match self.retired.iter_mut().find(|(k, _)| k == key) {
-            Some((_, s)) => *s = status,
-            None => self.retired.push((key.to_owned(), status)),
+    pub(crate) fn retire(&mut self, scope: Scope, key: &str, status: u16) {
+        match self
+            .retired
+            .iter_mut()
+            .find(|(s, k, _)| *s == scope && k == key)
+        {
+            Some((_, _, s)) => *s = status,
+            None => self.retired.push((scope, key.to_owned(), status)),
         }
     }
 
-    fn take_fault(&mut self, target: &Target) -> Option<Fault> {
-        let pos = self.faults.iter().position(|(k, _)| target.matches(k))?;
-        let queue = &mut self.faults.get_mut(pos)?.1;
+    fn take_fault(&mut self, target: &Target, tenant: Option<&str>) -> Option<Fault> {
+        let pos = self
+            .faults
+            .iter()
+            .position(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))?;
+        let queue = &mut self.faults.get_mut(pos)?.2;
         let fault = queue.pop_front();
         if queue.is_empty() {
             self.faults.remove(pos);
@@ -111,17 +133,26 @@ impl State {
         fault
     }
 
-    fn retired_status(&self, target: &Target) -> Option<u16> {
+    fn retired_status(&self, target: &Target, tenant: Option<&str>) -> Option<u16> {
         self.retired
             .iter()
-            .find(|(k, _)| target.matches(k))
-            .map(|(_, s)| *s)
+            .find(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))
+            .map(|(_, _, s)| *s)
     }
 
-    fn token_valid(&self, token: &str) -> bool {
+    /// The tenant index of a token the fake issued that has not expired.
+    fn token_tenant(&self, token: &str) -> Option<usize> {
         self.tokens
             .get(token)
-            .is_some_and(|expiry| *expiry > Instant::now())
+            .filter(|(expiry, _)| *expiry > Instant::now())
+            .map(|(_, tenant)| *tenant)
+    }
+}
+
+fn in_scope(scope: &Scope, tenant: Option<&str>) -> bool {
+    match scope {
+        None => true,
+        Some(id) => tenant.is_some_and(|t| t.eq_ignore_ascii_case(id)),
     }
 }
 
@@ -129,6 +160,13 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not take the fake down with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The index of a tenant the fake serves, by id (any case).
+    pub(crate) fn tenant_index(&self, tenant_id: &str) -> Option<usize> {
+        self.tenant_ids
+            .iter()
+            .position(|id| id.eq_ignore_ascii_case(tenant_id))
     }
 }
 
@@ -241,6 +279,7 @@ impl Reply {
 }
 
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeResponse {
+    let arrived = Instant::now();
     let ids = Ids::new(req.headers());
     let raw = req
         .uri()
@@ -248,17 +287,26 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
         .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
     let target = Target::new(&raw);
     let path = percent_decode(req.uri().path());
-    if let Some(tenant) = token_tenant(&path) {
-        let tenant = tenant.to_owned();
-        return token(shared, req, &target, &tenant, &ids)
-            .await
-            .into_response(&ids, false);
+    let (tenant, response) = if let Some(tenant) = token_tenant(&path) {
+        let tenant = shared.tenant_index(tenant);
+        let reply = token(shared, req, &target, tenant, &ids).await;
+        (tenant, reply.into_response(&ids, false))
+    } else {
+        let tenant = bearer(req.headers()).and_then(|token| shared.lock().token_tenant(token));
+        let route = Route::parse(&path);
+        let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
+        let reply = graph(shared, req, &target, &path, route, &ids).await;
+        (tenant, reply.into_response(&ids, is_legacy_report))
+    };
+    if let Some(log) = &mut shared.lock().log {
+        log.push(LoggedRequest {
+            tenant: tenant.and_then(|index| shared.tenant_ids.get(index).cloned()),
+            target: raw,
+            at: arrived,
+            status: response.status().as_u16(),
+        });
     }
-    let route = Route::parse(&path);
-    let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
-    graph(shared, req, &target, &path, route, &ids)
-        .await
-        .into_response(&ids, is_legacy_report)
+    response
 }
 
 /// `Some(tenant)` for `/{tenant}/oauth2/v2.0/token`.
@@ -376,19 +424,21 @@ fn graph_error_code(status: StatusCode) -> &'static str {
 
 // ---- token endpoint ----
 
+/// `tenant` is the index of the tenant in the path, `None` for one the fake does not serve.
 async fn token(
     shared: &Shared,
     req: Request<Incoming>,
     target: &Target,
-    tenant: &str,
+    tenant: Option<usize>,
     ids: &Ids,
 ) -> Reply {
+    let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
     let (retired, fault) = {
         let mut state = shared.lock();
-        let retired = state.retired_status(target);
+        let retired = state.retired_status(target, tenant_id);
         let fault = retired
             .is_none()
-            .then(|| state.take_fault(target))
+            .then(|| state.take_fault(target, tenant_id))
             .flatten();
         (retired, fault)
     };
@@ -428,15 +478,16 @@ async fn token(
     let field = |name: &str| form.get(name).map_or("", String::as_str);
 
     // Entra reports each mistake differently; tests assert only on 401.
-    if !tenant.eq_ignore_ascii_case(&shared.tenant_id) {
+    let Some((tenant, tenant_id)) = tenant.zip(tenant_id) else {
+        let asked = token_tenant(&target.decoded).unwrap_or_default();
         return entra_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             90002,
-            &format!("Tenant '{tenant}' not found."),
+            &format!("Tenant '{asked}' not found."),
             ids,
         );
-    }
+    };
     if field("grant_type") != "client_credentials" {
         return entra_error(
             StatusCode::BAD_REQUEST,
@@ -454,7 +505,7 @@ async fn token(
             &format!(
                 "Application with identifier '{}' was not found in the directory '{}'.",
                 field("client_id"),
-                shared.tenant_id
+                tenant_id
             ),
             ids,
         );
@@ -485,10 +536,10 @@ async fn token(
     {
         let mut state = shared.lock();
         let now = Instant::now();
-        state.tokens.retain(|_, expiry| *expiry > now);
+        state.tokens.retain(|_, (expiry, _)| *expiry > now);
         state
             .tokens
-            .insert(access_token.clone(), now + shared.token_lifetime);
+            .insert(access_token.clone(), (now + shared.token_lifetime, tenant));
         state.tokens_issued += 1;
     }
     let lifetime = shared.token_lifetime.as_secs();
@@ -806,24 +857,26 @@ async fn graph(
     let (authorized, retired, fault) = {
         let mut state = shared.lock();
         *state.graph_requests.entry(target.raw.clone()).or_default() += 1;
-        let authorized = bearer(req.headers()).map(|t| state.token_valid(t));
-        let (retired, fault) = if authorized == Some(true) {
-            let retired = state.retired_status(target);
-            let fault = retired
-                .is_none()
-                .then(|| state.take_fault(target))
-                .flatten();
-            (retired, fault)
-        } else {
-            (None, None)
+        let authorized = bearer(req.headers()).map(|t| state.token_tenant(t));
+        let (retired, fault) = match authorized {
+            Some(Some(tenant)) => {
+                let tenant_id = shared.tenant_ids.get(tenant).map(String::as_str);
+                let retired = state.retired_status(target, tenant_id);
+                let fault = retired
+                    .is_none()
+                    .then(|| state.take_fault(target, tenant_id))
+                    .flatten();
+                (retired, fault)
+            }
+            _ => (None, None),
         };
         (authorized, retired, fault)
     };
-    match authorized {
-        Some(true) => {}
-        Some(false) => return unauthorized("Access token has expired or is not yet valid.", ids),
+    let tenant = match authorized {
+        Some(Some(tenant)) => tenant,
+        Some(None) => return unauthorized("Access token has expired or is not yet valid.", ids),
         None => return unauthorized("Access token is empty.", ids),
-    }
+    };
     if let Some(status) = retired {
         return retired_reply(status, path, Flavor::Graph, ids);
     }
@@ -858,7 +911,7 @@ async fn graph(
         Ok(query) => query,
         Err(message) => return bad_request(&message),
     };
-    let body = match report(shared, route, &query, include_unknown, next_link) {
+    let body = match report(shared, tenant, route, &query, include_unknown, next_link) {
         Ok(body) => body,
         Err(ReportError::BadArgument(message)) => return bad_request(&message),
         Err(ReportError::NotFound(id)) => {
@@ -992,6 +1045,7 @@ struct Collection<T> {
 /// millisecond.
 fn report(
     shared: &Shared,
+    tenant: usize,
     route: Route,
     query: &Query,
     include_unknown: bool,
@@ -1025,8 +1079,10 @@ fn report(
         })
     };
     let mut state = shared.lock();
-    state.sim.advance(now);
-    let sim = &mut state.sim;
+    let Some(sim) = state.sims.get_mut(tenant) else {
+        return Err(ReportError::NotFound(format!("tenant {tenant}")));
+    };
+    sim.advance(now);
     let seed = sim.seed();
     match route {
         Route::BadArgument { message, .. } => Err(ReportError::BadArgument(message)),

@@ -91,6 +91,41 @@ pub fn quiet() -> FakeGraphOptions {
     }
 }
 
+/// A tenant of a `--config.file`: its `tenant` label, its directory and its client secret.
+pub struct ConfiguredTenant<'a> {
+    pub name: &'a str,
+    pub tenant_id: &'a str,
+    pub secret: &'a str,
+}
+
+/// A config file for `tenants`, all with the fake's client id, where only `reports` are
+/// enabled (all of them when empty).
+pub fn tenants_config(
+    fake: &FakeGraph,
+    tenants: &[ConfiguredTenant],
+    reports: &[&str],
+) -> tempfile::NamedTempFile {
+    let mut yaml = String::new();
+    if !reports.is_empty() {
+        yaml.push_str("reports:\n");
+        for report in entra_authmethods_exporter::reports::names() {
+            let enabled = reports.contains(&report);
+            yaml.push_str(&format!("  {report}: {{enabled: {enabled}}}\n"));
+        }
+    }
+    yaml.push_str("tenants:\n");
+    for tenant in tenants {
+        yaml.push_str(&format!(
+            "  - {{name: {}, tenant_id: {}, client_id: {}, client_secret: {}}}\n",
+            tenant.name,
+            tenant.tenant_id,
+            fake.client_id(),
+            tenant.secret
+        ));
+    }
+    temp_file(&yaml)
+}
+
 impl Exporter {
     /// Starts the exporter against `fake` with `args` added, and waits until it listens.
     pub async fn start(fake: &FakeGraph, args: &[&str]) -> Exporter {
@@ -170,6 +205,17 @@ impl Exporter {
 
     /// Scrapes until `check` accepts the output; returns that output.
     pub async fn wait_for_metrics(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        self.wait_longer_for_metrics(what, WAIT, check).await
+    }
+
+    /// [`wait_for_metrics`](Self::wait_for_metrics) with a deadline of its own, for what takes
+    /// a retry a minute away.
+    pub async fn wait_longer_for_metrics(
+        &self,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         loop {
             let text = self.metrics().await;
@@ -177,7 +223,7 @@ impl Exporter {
                 return text;
             }
             assert!(
-                started.elapsed() < WAIT,
+                started.elapsed() < deadline,
                 "timed out waiting for {what}; last scrape:\n{text}\nlogs:\n{}",
                 self.logs()
             );
@@ -195,6 +241,11 @@ impl Exporter {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGTERM and waits for the exit status.
