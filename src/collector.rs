@@ -286,7 +286,7 @@ pub struct Scrape {
 impl Exposition {
     pub fn new(store: Arc<Store>, registry: Registry) -> Result<Self, prometheus::Error> {
         let (generation, now) = (store.generation(), SystemTime::now());
-        let rendered = render(&store, generation, now);
+        let rendered = render(&store, generation, now, 0);
         Ok(Self {
             store,
             registry,
@@ -337,20 +337,23 @@ impl Exposition {
         // A poisoned lock only means a render panicked; the value inside is still whole.
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if !cached.is_current(generation, now) {
-            *cached = Arc::new(render(&self.store, generation, now));
+            let capacity = cached.text.len() + cached.text.len() / 16;
+            *cached = Arc::new(render(&self.store, generation, now, capacity));
         }
         cached.clone()
     }
 }
 
-fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
+/// Renders the store's families; `capacity` is the expected length of the text.
+fn render(store: &Store, generation: u64, now: SystemTime, capacity: usize) -> Rendered {
+    let states = store.states();
     let mut families = Families::default();
     let mut valid_until: Option<SystemTime> = None;
-    for (key, state) in store.states() {
+    for (key, state) in &states {
         if !state.settings.enabled {
             continue;
         }
-        add_poll_state(&mut families, &key.tenant, key.report, &state);
+        add_poll_state(&mut families, &key.tenant, key.report, state);
         if let Some(snapshot) = state.fresh_snapshot(now) {
             for sample in &snapshot.samples {
                 families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
@@ -367,15 +370,20 @@ fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
     Rendered {
         generation,
         valid_until,
-        text: Bytes::from(families.render()),
+        text: Bytes::from(families.render(capacity)),
         gzip: OnceLock::new(),
     }
 }
 
 /// `entra_exporter_report_*` for one report of one tenant.
-fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &ReportState) {
+fn add_poll_state<'a>(
+    families: &mut Families<'a>,
+    tenant: &'a str,
+    report: &'static str,
+    state: &ReportState,
+) {
     let labels = [report];
-    families.add(
+    families.add_fixed(
         &REPORT_INTERVAL,
         tenant,
         &labels,
@@ -384,14 +392,14 @@ fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &R
     if state.status == Status::Pending {
         return;
     }
-    families.add(
+    families.add_fixed(
         &REPORT_UP,
         tenant,
         &labels,
         f64::from(u8::from(state.status == Status::Ok)),
     );
     for cause in Unavailability::ALL {
-        families.add(
+        families.add_fixed(
             &REPORT_UNAVAILABLE,
             tenant,
             &[report, cause.as_str()],
@@ -399,11 +407,11 @@ fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &R
         );
     }
     if let Some(success) = state.last_success {
-        families.add(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
-        families.add(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
+        families.add_fixed(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
+        families.add_fixed(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
     }
     if let Some(duration) = state.last_duration {
-        families.add(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
+        families.add_fixed(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
     }
 }
 
@@ -586,11 +594,11 @@ mod tests {
         assert!(std::str::from_utf8(&changed).unwrap().contains("} 250"));
 
         let now = SystemTime::now();
-        let rendered = render(&store, store.generation(), now);
+        let rendered = render(&store, store.generation(), now, 0);
         assert!(rendered.is_current(store.generation(), now));
         let later = now + Duration::from_secs(181);
         assert!(!rendered.is_current(store.generation(), later));
-        let aged = render(&store, store.generation(), later);
+        let aged = render(&store, store.generation(), later, 0);
         let aged = std::str::from_utf8(&aged.text).unwrap();
         assert!(!aged.contains("} 250"), "{aged}");
         assert!(aged.contains("entra_exporter_report_up{"));

@@ -1,9 +1,9 @@
 //! The last good result of every report of every tenant, and its poll state. A poll replaces
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ReportSettings;
@@ -27,9 +27,39 @@ pub struct MetricDef {
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub metric: &'static MetricDef,
-    /// Values for `metric.labels`, in order.
-    pub labels: Vec<String>,
+    /// Values for `metric.labels`, in order, each shared by every sample that has it: a
+    /// thousand tenants repeat the same methods, features and outcomes.
+    pub labels: Box<[Arc<str>]>,
     pub value: f64,
+}
+
+/// One shared copy of each label value in use.
+fn intern(value: String) -> Arc<str> {
+    /// Values no sample holds any more are let go once the set has doubled since the last
+    /// sweep, so it stays near the number of values in use.
+    struct Interner {
+        values: HashSet<Arc<str>>,
+        swept_at: usize,
+    }
+    static INTERNER: OnceLock<Mutex<Interner>> = OnceLock::new();
+    let interner = INTERNER.get_or_init(|| {
+        Mutex::new(Interner {
+            values: HashSet::new(),
+            swept_at: 0,
+        })
+    });
+    // A panic elsewhere cannot leave the set inconsistent: each change is one insert or retain.
+    let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(shared) = interner.values.get(value.as_str()) {
+        return shared.clone();
+    }
+    if interner.values.len() >= 2 * interner.swept_at.max(512) {
+        interner.values.retain(|v| Arc::strong_count(v) > 1);
+        interner.swept_at = interner.values.len();
+    }
+    let shared: Arc<str> = Arc::from(value);
+    interner.values.insert(shared.clone());
+    shared
 }
 
 /// The metrics one poll of one report produced.
@@ -45,7 +75,7 @@ impl Snapshot {
         debug_assert_eq!(metric.labels.len(), labels.len(), "{}", metric.name);
         self.samples.push(Sample {
             metric,
-            labels,
+            labels: labels.into_iter().map(intern).collect(),
             value,
         });
     }
@@ -55,7 +85,10 @@ impl Snapshot {
     pub fn value(&self, metric: &MetricDef, labels: &[&str]) -> Option<f64> {
         self.samples
             .iter()
-            .filter(|s| std::ptr::eq(s.metric, metric) && s.labels.iter().eq(labels.iter()))
+            .filter(|s| {
+                std::ptr::eq(s.metric, metric)
+                    && s.labels.iter().map(|l| &**l).eq(labels.iter().copied())
+            })
             .map(|s| s.value)
             .reduce(|a, b| a + b)
     }
@@ -357,6 +390,27 @@ mod tests {
         assert!(store.ready());
         let _ = store.states();
         assert_eq!(store.generation(), failed, "reads change nothing");
+    }
+
+    #[test]
+    fn label_values_are_shared_and_let_go_when_unused() {
+        let mut a = Snapshot::default();
+        let mut b = Snapshot::default();
+        a.push(&M, vec!["shared-value".into()], 1.0);
+        b.push(&M, vec!["shared-value".into()], 2.0);
+        assert!(Arc::ptr_eq(
+            &a.samples[0].labels[0],
+            &b.samples[0].labels[0]
+        ));
+        let probe = Arc::downgrade(&a.samples[0].labels[0]);
+        drop((a, b));
+        // Enough new values to make the set sweep: the unused one goes.
+        let mut many = Snapshot::default();
+        for i in 0..4096 {
+            many.push(&M, vec![format!("value-{i}")], 1.0);
+        }
+        assert!(probe.upgrade().is_none(), "an unused value is kept");
+        assert_eq!(many.value(&M, &["value-7"]), Some(1.0));
     }
 
     #[test]

@@ -482,7 +482,7 @@ mod tests {
         let detailed_failures: f64 = s
             .samples
             .iter()
-            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL) && x.labels[2] == "failure")
+            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL) && &*x.labels[2] == "failure")
             .map(|x| x.value)
             .sum();
         assert_eq!(detailed_failures, 3.0);

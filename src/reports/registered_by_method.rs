@@ -121,7 +121,7 @@ mod tests {
         for sample in &s.samples {
             families.add(sample.metric, "t", &sample.labels, sample.value);
         }
-        let text = families.render();
+        let text = families.render(0);
         let unknown: Vec<&str> = text
             .lines()
             .filter(|l| l.contains(r#"method="unknown""#))
