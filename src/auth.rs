@@ -195,7 +195,7 @@ impl Credential {
                 self.up.set(0);
                 // One line when the tenant starts failing; its retries stay quiet.
                 if before != CredentialStatus::Failing {
-                    warn!(tenant, error = %message, "the tenant's token request failed; its reports wait until it succeeds");
+                    warn!(tenant, error = %message, "the tenant's token request failed; none of its reports is read until one succeeds");
                 }
             }
         }

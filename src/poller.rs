@@ -149,7 +149,7 @@ pub async fn run_tenant(
         })
         .collect();
     let obtained = tokio::select! {
-        obtained = first_token(&tenant.name, &credential, &graph, &startup) => obtained,
+        obtained = first_token(&tenant.name, &credential, graph.scope(), &startup) => obtained,
         () = shutdown.cancelled() => return,
     };
     if !obtained {
@@ -204,12 +204,12 @@ pub async fn run_tenant(
 async fn first_token(
     tenant: &str,
     credential: &Credential,
-    graph: &GraphClient,
+    scope: &str,
     startup: &Startup,
 ) -> bool {
     let result = {
         let _slot = startup.slots.acquire().await;
-        credential.get_token(&[graph.scope()], None).await
+        credential.get_token(&[scope], None).await
     };
     let outcome = match result {
         Ok(_) => FirstToken::Ok,
@@ -379,6 +379,60 @@ mod tests {
                 message: "AADSTS7000215".into(),
                 retryable: false,
             },
+        }
+    }
+
+    /// Counts token requests in flight; each takes a second.
+    #[derive(Debug, Default)]
+    struct SlowTokens {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for SlowTokens {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            Ok(azure_core::credentials::AccessToken::new(
+                "token",
+                time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            ))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_requests_run_sixteen_at_a_time() {
+        let tokens = Arc::new(SlowTokens::default());
+        let (startup, mut outcomes) = Startup::new();
+        let started = Instant::now();
+        let mut tenants = JoinSet::new();
+        for i in 0..40 {
+            let gauge = prometheus::IntGauge::new("up", "up").unwrap();
+            let credential = Credential::new(&format!("t{i}"), tokens.clone(), gauge);
+            let startup = startup.clone();
+            tenants.spawn(async move {
+                first_token(&format!("t{i}"), &credential, "scope", &startup).await
+            });
+        }
+        while let Some(obtained) = tenants.join_next().await {
+            assert!(obtained.unwrap());
+        }
+        assert_eq!(
+            tokens.most.load(std::sync::atomic::Ordering::SeqCst),
+            STARTUP_TOKEN_REQUESTS
+        );
+        // 40 requests of a second each, 16 at a time: three rounds.
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        for _ in 0..40 {
+            assert!(matches!(outcomes.try_recv(), Ok(FirstToken::Ok)));
         }
     }
 

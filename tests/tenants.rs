@@ -389,3 +389,64 @@ async fn retry_after_pauses_every_request_of_the_tenant_and_no_other() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_of_one_app_registration_share_its_budget() {
+    let fake = fake(FakeGraphOptions {
+        tenants: 2,
+        record_requests: true,
+        ..quiet()
+    })
+    .await;
+    let ids = fake.tenant_ids().to_vec();
+    // Both tenants use the fake's one app registration.
+    let config = tenants_config(
+        &fake,
+        &[
+            ConfiguredTenant {
+                name: "a",
+                tenant_id: &ids[0],
+                secret: fake.client_secret(),
+            },
+            ConfiguredTenant {
+                name: "b",
+                tenant_id: &ids[1],
+                secret: fake.client_secret(),
+            },
+        ],
+        REPORTS_POLLED_EVERY_SECOND,
+    );
+    let exporter = Exporter::start(
+        &fake,
+        &[
+            &format!("--config.file={}", config.path().display()),
+            // The tenants would send 6 requests a second; the app allows one.
+            "--poll.interval=1s",
+            "--graph.app-requests-per-10s=10",
+        ],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let window = Duration::from_secs(10);
+    let from = Instant::now();
+    tokio::time::sleep(window + Duration::from_secs(1)).await;
+    let log = fake.request_log();
+    let in_window: Vec<&LoggedRequest> = log
+        .iter()
+        .filter(|r| !r.target.contains("/oauth2/") && r.at >= from && r.at < from + window)
+        .collect();
+    // 10 in the window, and one more at most where a request sent just before it arrived late.
+    assert!(
+        (2..=11).contains(&in_window.len()),
+        "{} requests in 10 s",
+        in_window.len()
+    );
+    for tenant in &ids {
+        assert!(
+            in_window
+                .iter()
+                .any(|r| r.tenant.as_deref() == Some(tenant.as_str())),
+            "both tenants take turns"
+        );
+    }
+}
