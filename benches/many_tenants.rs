@@ -13,7 +13,7 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{ConfiguredTenant, Exporter};
+use common::Exporter;
 use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions};
 use futures_util::future::join_all;
 
@@ -33,16 +33,7 @@ fn config(fake: &FakeGraph) -> tempfile::NamedTempFile {
     let names: Vec<String> = (0..fake.tenant_ids().len())
         .map(|i| format!("tenant-{i:04}"))
         .collect();
-    let tenants: Vec<ConfiguredTenant> = names
-        .iter()
-        .zip(fake.tenant_ids())
-        .map(|(name, tenant_id)| ConfiguredTenant {
-            name,
-            tenant_id,
-            secret: fake.client_secret(),
-        })
-        .collect();
-    let base = common::tenants_config(fake, &tenants, &[]);
+    let base = common::tenants_config(fake, &common::fake_tenants(fake, &names), &[]);
     let mut yaml = std::fs::read_to_string(base.path()).expect("config");
     let groups: Vec<String> = fake
         .groups()
@@ -78,7 +69,8 @@ struct Figures {
     gzip_p50: Duration,
 }
 
-async fn scrape(client: &reqwest::Client, url: &str, gzip: bool) -> (Duration, usize) {
+/// One scrape: how long it took and the body as sent.
+async fn scrape(client: &reqwest::Client, url: &str, gzip: bool) -> (Duration, bytes::Bytes) {
     let started = Instant::now();
     let mut request = client.get(url);
     if gzip {
@@ -87,7 +79,7 @@ async fn scrape(client: &reqwest::Client, url: &str, gzip: bool) -> (Duration, u
     let response = request.send().await.expect("scrape");
     assert!(response.status().is_success(), "{}", response.status());
     let body = response.bytes().await.expect("body");
-    (started.elapsed(), body.len())
+    (started.elapsed(), body)
 }
 
 /// Starts an exporter with `args` and measures it.
@@ -139,36 +131,22 @@ async fn measure(fake: &FakeGraph, config: &tempfile::NamedTempFile, args: Vec<S
     let rss_kib = common::proc_status_kib(pid, "VmRSS:").unwrap_or(0);
     let peak_kib = common::proc_status_kib(pid, "VmHWM:").unwrap_or(0);
     let cpu = common::cpu_time(pid).unwrap_or_default();
-    let text = client
-        .get(&metrics)
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let (_, text) = scrape(&client, &metrics, false).await;
+    let text = String::from_utf8_lossy(&text);
     let tenants = common::value(&text, "entra_exporter_shard_tenants").unwrap_or(0.0);
     let mut cached = Vec::with_capacity(SCRAPES);
     let mut gzipped = Vec::with_capacity(SCRAPES);
     let (mut identity_bytes, mut gzip_bytes) = (0, 0);
     for _ in 0..SCRAPES {
-        let (took, bytes) = scrape(&client, &metrics, false).await;
+        let (took, body) = scrape(&client, &metrics, false).await;
         cached.push(took);
-        identity_bytes = bytes;
-        let (took, bytes) = scrape(&client, &metrics, true).await;
+        identity_bytes = body.len();
+        let (took, body) = scrape(&client, &metrics, true).await;
         gzipped.push(took);
-        gzip_bytes = bytes;
+        gzip_bytes = body.len();
     }
     // The compressed body is the same text.
-    let body = client
-        .get(&metrics)
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .expect("scrape")
-        .bytes()
-        .await
-        .expect("body");
+    let (_, body) = scrape(&client, &metrics, true).await;
     let mut unzipped = String::new();
     flate2::read::GzDecoder::new(&body[..])
         .read_to_string(&mut unzipped)

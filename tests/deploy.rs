@@ -640,7 +640,7 @@ fn manifest_files() -> Vec<String> {
     files
 }
 
-/// The single object in a manifest file.
+/// The single object in a manifest file (a path below deploy/kubernetes).
 fn manifest(file: &str, kind: &str) -> Value {
     let docs = yaml_docs(&kubernetes().join(file));
     assert_eq!(docs.len(), 1, "{file}: one object expected");
@@ -852,8 +852,9 @@ fn config_and_secret_mounts_match_the_paths_in_the_config() {
     );
 }
 
-#[test]
-fn configmap_config_is_accepted_by_the_exporter() {
+/// The ConfigMap's config.yaml, its secret file replaced by a readable one (kept while the
+/// guard lives).
+fn configmap_config() -> (String, tempfile::NamedTempFile) {
     let configmap = manifest("configmap.yaml", "ConfigMap");
     let config = str_of(&configmap["data"]["config.yaml"], "config");
     let secret_path = str_of(
@@ -861,7 +862,12 @@ fn configmap_config_is_accepted_by_the_exporter() {
         "client_secret_file",
     )
     .to_owned();
-    let (config, _secret) = with_secret_file(config, &secret_path);
+    with_secret_file(config, &secret_path)
+}
+
+#[test]
+fn configmap_config_is_accepted_by_the_exporter() {
+    let (config, _secret) = configmap_config();
     exporter_accepts(&config).unwrap_or_else(|e| panic!("configmap config.yaml: {e}"));
     // The check can fail: an unknown key is refused.
     assert!(exporter_accepts(&format!("{config}\nno_such_key: 1\n")).is_err());
@@ -962,12 +968,8 @@ fn prometheusrule_is_the_rule_file_and_is_regenerated() {
     );
 }
 
-#[test]
-fn kubernetes_validate_accepts_the_manifests() {
-    let files: Vec<String> = manifest_files()
-        .into_iter()
-        .map(|f| format!("deploy/kubernetes/{f}"))
-        .collect();
+/// Runs kubernetes-validate on the files (paths from the repository root).
+fn kubernetes_validate(files: &[String]) {
     let mut args = vec!["--strict", "--quiet"];
     args.extend(files.iter().map(String::as_str));
     let Some(output) = required_tool(
@@ -981,6 +983,15 @@ fn kubernetes_validate_accepts_the_manifests() {
     // CRDs (ServiceMonitor, PrometheusRule) have no schema there: a warning, checked above.
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("ERROR"), "{stdout}");
+}
+
+#[test]
+fn kubernetes_validate_accepts_the_manifests() {
+    let files: Vec<String> = manifest_files()
+        .into_iter()
+        .map(|f| format!("deploy/kubernetes/{f}"))
+        .collect();
+    kubernetes_validate(&files);
 }
 
 #[test]
@@ -1021,16 +1032,8 @@ fn sharded() -> PathBuf {
     kubernetes().join("sharded")
 }
 
-/// The single object in a manifest of deploy/kubernetes/sharded.
-fn sharded_manifest(file: &str, kind: &str) -> Value {
-    let docs = yaml_docs(&sharded().join(file));
-    assert_eq!(docs.len(), 1, "sharded/{file}: one object expected");
-    assert_eq!(docs[0]["kind"], kind, "sharded/{file}");
-    docs.into_iter().next().unwrap()
-}
-
 fn statefulset() -> Value {
-    sharded_manifest("statefulset.yaml", "StatefulSet")
+    manifest("sharded/statefulset.yaml", "StatefulSet")
 }
 
 fn container_args(container: &Value) -> Vec<String> {
@@ -1071,7 +1074,7 @@ fn the_statefulset_runs_the_deployments_pod_as_m_shards() {
         &spec["selector"]["matchLabels"],
         &template["metadata"]["labels"]
     ));
-    let service = sharded_manifest("service.yaml", "Service");
+    let service = manifest("sharded/service.yaml", "Service");
     assert_eq!(spec["serviceName"], service["metadata"]["name"]);
     assert_eq!(spec["podManagementPolicy"], "Parallel");
 
@@ -1092,7 +1095,7 @@ fn the_sharded_service_is_headless_and_every_pod_is_scraped() {
     let statefulset = statefulset();
     let pod_labels = &statefulset["spec"]["template"]["metadata"]["labels"];
     let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
-    let service = sharded_manifest("service.yaml", "Service");
+    let service = manifest("sharded/service.yaml", "Service");
     assert_eq!(
         service["metadata"]["name"], JOB,
         "the scrape job keeps its name"
@@ -1103,7 +1106,7 @@ fn the_sharded_service_is_headless_and_every_pod_is_scraped() {
     assert_eq!(port["name"], "metrics");
     assert_eq!(port["port"].as_u64(), Some(metrics_port(container)));
 
-    let monitor = sharded_manifest("servicemonitor.yaml", "ServiceMonitor");
+    let monitor = manifest("sharded/servicemonitor.yaml", "ServiceMonitor");
     assert!(labels_match(
         &monitor["spec"]["selector"]["matchLabels"],
         &service["metadata"]["labels"]
@@ -1185,14 +1188,7 @@ fn the_exporter_accepts_the_statefulset_arguments_as_pod_two() {
         .filter(|a| a.starts_with("--total-shards=") || a.starts_with("--shard="))
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let configmap = manifest("configmap.yaml", "ConfigMap");
-    let config = str_of(&configmap["data"]["config.yaml"], "config");
-    let secret_path = str_of(
-        &parse_yaml(config, "config")["tenants"][0]["client_secret_file"],
-        "client_secret_file",
-    )
-    .to_owned();
-    let (config, _secret) = with_secret_file(config, &secret_path);
+    let (config, _secret) = configmap_config();
     let last = format!("entra-authmethods-exporter-{}", total_shards(container) - 1);
     exporter_accepts_with(&config, &args, &[("POD_NAME", &last)])
         .unwrap_or_else(|e| panic!("pod {last}: {e}"));
@@ -1205,18 +1201,7 @@ fn the_exporter_accepts_the_statefulset_arguments_as_pod_two() {
 fn kubernetes_validate_accepts_the_sharded_manifests() {
     let files = ["statefulset.yaml", "service.yaml", "servicemonitor.yaml"]
         .map(|f| format!("deploy/kubernetes/sharded/{f}"));
-    let mut args = vec!["--strict", "--quiet"];
-    args.extend(files.iter().map(String::as_str));
-    let Some(output) = required_tool(
-        "kubernetes-validate",
-        &args,
-        "pip install kubernetes-validate",
-    ) else {
-        return;
-    };
-    assert_success("kubernetes-validate", &output);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!stdout.contains("ERROR"), "{stdout}");
+    kubernetes_validate(&files);
 }
 
 #[test]

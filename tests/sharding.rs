@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use common::{
-    ConfiguredTenant, Exporter, ca_file, command_for, fake, quiet, samples, tenants_config, value,
+    Exporter, ca_file, command_for, fake, fake_tenants, quiet, samples, tenants_config, value,
 };
 use entra_authmethods_exporter::fake::FakeGraphOptions;
 use entra_authmethods_exporter::shard;
@@ -47,17 +47,12 @@ async fn every_tenant_is_polled_by_exactly_one_of_three_shards() {
     })
     .await;
     let names: Vec<String> = (0..TENANTS).map(|i| format!("customer-{i}")).collect();
-    let configured: Vec<ConfiguredTenant> = names
-        .iter()
-        .zip(fake.tenant_ids())
-        .map(|(name, tenant_id)| ConfiguredTenant {
-            name,
-            tenant_id,
-            secret: fake.client_secret(),
-        })
-        .collect();
     // The same file for every replica.
-    let config = tenants_config(&fake, &configured, &["credentialUserRegistrationCount"]);
+    let config = tenants_config(
+        &fake,
+        &fake_tenants(&fake, &names),
+        &["credentialUserRegistrationCount"],
+    );
     let config_flag = format!("--config.file={}", config.path().display());
 
     let mut shards = Vec::new();

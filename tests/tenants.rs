@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{
     ConfiguredTenant, Exporter, TENANT, ca_file, command_for, fake, quiet, tenants_config, value,
 };
-use entra_authmethods_exporter::fake::{FakeGraphOptions, Fault, LoggedRequest};
+use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
 
 /// Cheap reports, enough to tell whether a tenant polls.
 const REPORTS: &[&str] = &[
@@ -205,10 +205,7 @@ async fn the_process_ends_only_when_every_tenant_is_refused() {
     let output = command.output().expect("exporter runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(r#""level":"ERROR""#))
-        .collect();
+    let errors = common::json_error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
         errors[0].contains("credential for tenant") && errors[0].contains("refused all 2 tenants"),
@@ -305,41 +302,35 @@ fn assert_paused(
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retry_after_pauses_every_request_of_the_tenant_and_no_other() {
+/// Tenants `a` and `b` of one fake (one app registration), each report asking Graph every
+/// second, ready; the fake logs every request. Keep the config file as long as the exporter.
+async fn two_tenants_polled_every_second(
+    args: &[&str],
+) -> (FakeGraph, Exporter, tempfile::NamedTempFile) {
     let fake = fake(FakeGraphOptions {
         tenants: 2,
         record_requests: true,
         ..quiet()
     })
     .await;
-    let ids = fake.tenant_ids().to_vec();
+    let names = ["a".to_owned(), "b".to_owned()];
     let config = tenants_config(
         &fake,
-        &[
-            ConfiguredTenant {
-                name: "a",
-                tenant_id: &ids[0],
-                secret: fake.client_secret(),
-            },
-            ConfiguredTenant {
-                name: "b",
-                tenant_id: &ids[1],
-                secret: fake.client_secret(),
-            },
-        ],
+        &common::fake_tenants(&fake, &names),
         REPORTS_POLLED_EVERY_SECOND,
     );
-    let exporter = Exporter::start(
-        &fake,
-        &[
-            &format!("--config.file={}", config.path().display()),
-            // Every report of both tenants asks Graph every second.
-            "--poll.interval=1s",
-        ],
-    )
-    .await;
+    let config_flag = format!("--config.file={}", config.path().display());
+    let mut all = vec![config_flag.as_str(), "--poll.interval=1s"];
+    all.extend(args);
+    let exporter = Exporter::start(&fake, &all).await;
     exporter.wait_ready().await;
+    (fake, exporter, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_pauses_every_request_of_the_tenant_and_no_other() {
+    let (fake, exporter, _config) = two_tenants_polled_every_second(&[]).await;
+    let ids = fake.tenant_ids().to_vec();
     let wait = Duration::from_secs(4);
     // Steady polling first, so that the window before the pause is as busy as it would be.
     tokio::time::sleep(wait).await;
@@ -392,41 +383,11 @@ async fn retry_after_pauses_every_request_of_the_tenant_and_no_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_of_one_app_registration_share_its_budget() {
-    let fake = fake(FakeGraphOptions {
-        tenants: 2,
-        record_requests: true,
-        ..quiet()
-    })
-    .await;
+    // Both tenants use the fake's one app registration; they would send 6 requests a second,
+    // the app allows one.
+    let (fake, _exporter, _config) =
+        two_tenants_polled_every_second(&["--graph.app-requests-per-10s=10"]).await;
     let ids = fake.tenant_ids().to_vec();
-    // Both tenants use the fake's one app registration.
-    let config = tenants_config(
-        &fake,
-        &[
-            ConfiguredTenant {
-                name: "a",
-                tenant_id: &ids[0],
-                secret: fake.client_secret(),
-            },
-            ConfiguredTenant {
-                name: "b",
-                tenant_id: &ids[1],
-                secret: fake.client_secret(),
-            },
-        ],
-        REPORTS_POLLED_EVERY_SECOND,
-    );
-    let exporter = Exporter::start(
-        &fake,
-        &[
-            &format!("--config.file={}", config.path().display()),
-            // The tenants would send 6 requests a second; the app allows one.
-            "--poll.interval=1s",
-            "--graph.app-requests-per-10s=10",
-        ],
-    )
-    .await;
-    exporter.wait_ready().await;
     let window = Duration::from_secs(10);
     let from = Instant::now();
     tokio::time::sleep(window + Duration::from_secs(1)).await;

@@ -140,6 +140,21 @@ impl State {
             .map(|(_, _, s)| *s)
     }
 
+    /// What a request should suffer instead of a normal answer: the status of a retired
+    /// path, else the next queued fault (consumed).
+    fn misbehaviour(
+        &mut self,
+        target: &Target,
+        tenant: Option<&str>,
+    ) -> (Option<u16>, Option<Fault>) {
+        let retired = self.retired_status(target, tenant);
+        let fault = retired
+            .is_none()
+            .then(|| self.take_fault(target, tenant))
+            .flatten();
+        (retired, fault)
+    }
+
     /// The tenant index of a token the fake issued that has not expired.
     fn token_tenant(&self, token: &str) -> Option<usize> {
         self.tokens
@@ -433,15 +448,7 @@ async fn token(
     ids: &Ids,
 ) -> Reply {
     let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
-    let (retired, fault) = {
-        let mut state = shared.lock();
-        let retired = state.retired_status(target, tenant_id);
-        let fault = retired
-            .is_none()
-            .then(|| state.take_fault(target, tenant_id))
-            .flatten();
-        (retired, fault)
-    };
+    let (retired, fault) = shared.lock().misbehaviour(target, tenant_id);
     if let Some(status) = retired {
         return retired_reply(status, &target.decoded, Flavor::Entra, ids);
     }
@@ -861,12 +868,7 @@ async fn graph(
         let (retired, fault) = match authorized {
             Some(Some(tenant)) => {
                 let tenant_id = shared.tenant_ids.get(tenant).map(String::as_str);
-                let retired = state.retired_status(target, tenant_id);
-                let fault = retired
-                    .is_none()
-                    .then(|| state.take_fault(target, tenant_id))
-                    .flatten();
-                (retired, fault)
+                state.misbehaviour(target, tenant_id)
             }
             _ => (None, None),
         };

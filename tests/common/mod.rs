@@ -98,6 +98,27 @@ pub struct ConfiguredTenant<'a> {
     pub secret: &'a str,
 }
 
+/// Tenants of the fake with the right secret: `names[i]` is the fake's i-th tenant.
+pub fn fake_tenants<'a>(fake: &'a FakeGraph, names: &'a [String]) -> Vec<ConfiguredTenant<'a>> {
+    names
+        .iter()
+        .zip(fake.tenant_ids())
+        .map(|(name, tenant_id)| ConfiguredTenant {
+            name,
+            tenant_id,
+            secret: fake.client_secret(),
+        })
+        .collect()
+}
+
+/// The error lines of an exporter's JSON log.
+pub fn json_error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect()
+}
+
 /// A config file for `tenants`, all with the fake's client id, where only `reports` are
 /// enabled (all of them when empty).
 pub fn tenants_config(
