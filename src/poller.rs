@@ -152,6 +152,7 @@ pub async fn run_tenant(
         obtained = first_token(&tenant.name, &credential, graph.scope(), &startup) => obtained,
         () = shutdown.cancelled() => return,
     };
+    store.token_requested(&tenant.name, obtained);
     if !obtained {
         let scopes = [graph.scope()];
         let mut waits = credential_backoff();
@@ -167,11 +168,11 @@ pub async fn run_tenant(
                 () = shutdown.cancelled() => return,
             };
             if token.is_ok() {
+                store.token_requested(&tenant.name, true);
                 break;
             }
         }
     }
-    store.credential_obtained(&tenant.name);
 
     // One context per tenant: its reports share state with each other, never across tenants.
     let context = BuildContext::new(failure_reason_limit, strength, tenant.groups.clone().into());

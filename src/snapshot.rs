@@ -1,7 +1,7 @@
 //! The last good result of every report of every tenant, and its poll state. A poll replaces
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
@@ -147,8 +147,9 @@ pub struct Key {
 #[derive(Debug, Default)]
 pub struct Store {
     reports: RwLock<BTreeMap<Key, ReportState>>,
-    /// Tenants that have got a token: only their reports count for readiness.
-    credentialed: RwLock<BTreeSet<String>>,
+    /// Tenants whose first token request has finished: true once they have a token. Only the
+    /// reports of tenants with a token count for readiness.
+    credentials: RwLock<BTreeMap<String, bool>>,
     /// Bumped by every change, so that readers can keep what they derived from the states
     /// until it moves.
     generation: AtomicU64,
@@ -227,31 +228,40 @@ impl Store {
         self.read(|reports| reports.get(&key(tenant, report)).map(|state| state.status))
     }
 
-    /// Notes that the tenant has got a token, so that its reports count for readiness.
-    pub fn credential_obtained(&self, tenant: &str) {
-        let mut credentialed = match self.credentialed.write() {
+    /// Notes how the tenant's latest token request at start went: with a token its reports
+    /// count for readiness; without, they wait and do not.
+    pub fn token_requested(&self, tenant: &str, obtained: bool) {
+        let mut credentials = match self.credentials.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        credentialed.insert(tenant.to_owned());
+        credentials.insert(tenant.to_owned(), obtained);
     }
 
-    /// True once every enabled report of every tenant that has got a token has finished its
-    /// first poll, successful or not. The reports of a tenant still waiting for its first token
-    /// do not count, unless no tenant has one: a process that can poll nothing is not ready.
+    /// True once every tenant's first token request has finished, and every enabled report of
+    /// every tenant with a token has finished its first poll, successful or not. The reports of
+    /// a tenant without a token do not count, unless no tenant has one: a process that can poll
+    /// nothing is not ready.
     pub fn ready(&self) -> bool {
-        let credentialed = match self.credentialed.read() {
+        let credentials = match self.credentials.read() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         self.read(|reports| {
-            if credentialed.is_empty() {
-                return reports.is_empty();
+            let mut any_token = false;
+            for (key, state) in reports {
+                match credentials.get(&key.tenant) {
+                    None => return false,
+                    Some(false) => {}
+                    Some(true) => {
+                        any_token = true;
+                        if state.settings.enabled && state.status == Status::Pending {
+                            return false;
+                        }
+                    }
+                }
             }
-            reports
-                .iter()
-                .filter(|(key, state)| state.settings.enabled && credentialed.contains(&key.tenant))
-                .all(|(_, state)| state.status != Status::Pending)
+            any_token || reports.is_empty()
         })
     }
 
@@ -338,7 +348,7 @@ mod tests {
         let store = Store::new();
         assert!(store.ready(), "nothing to poll: a shard without tenants");
         store.register("t", "a", settings(true, Duration::from_secs(60)));
-        store.credential_obtained("t");
+        store.token_requested("t", true);
         store.register("t", "b", settings(true, Duration::from_secs(60)));
         store.register("t", "off", settings(false, Duration::from_secs(60)));
         assert!(!store.ready());
@@ -354,19 +364,25 @@ mod tests {
         for tenant in ["good", "revoked"] {
             store.register(tenant, "a", settings(true, Duration::from_secs(60)));
         }
-        assert!(!store.ready(), "no tenant has a token yet");
-        store.credential_obtained("good");
-        assert!(!store.ready());
+        assert!(!store.ready(), "no token requested yet");
+        store.token_requested("good", true);
         store.record_success("good", "a", Snapshot::default(), Duration::ZERO);
+        assert!(
+            !store.ready(),
+            "the revoked tenant's first request is still running"
+        );
+        store.token_requested("revoked", false);
         assert!(
             store.ready(),
             "the revoked tenant's pending report does not count"
         );
-        store.credential_obtained("revoked");
-        assert!(
-            !store.ready(),
-            "until it has a token; then its first poll counts"
-        );
+        store.token_requested("revoked", true);
+        assert!(!store.ready(), "once it has a token, its first poll counts");
+
+        let store = Store::new();
+        store.register("revoked", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("revoked", false);
+        assert!(!store.ready(), "no tenant has a token: nothing is polled");
     }
 
     #[test]
@@ -374,7 +390,7 @@ mod tests {
         let store = Store::new();
         let start = store.generation();
         store.register("t", "a", settings(true, Duration::from_secs(60)));
-        store.credential_obtained("t");
+        store.token_requested("t", true);
         let registered = store.generation();
         assert!(registered > start);
         let mut snapshot = Snapshot::default();
