@@ -396,9 +396,10 @@ async fn tenants_of_one_app_registration_share_its_budget() {
         .iter()
         .filter(|r| !r.target.contains("/oauth2/") && r.at >= from && r.at < from + window)
         .collect();
-    // 10 in the window, and one more at most where a request sent just before it arrived late.
+    // 10 sent in the window, and a few more at most where requests sent just before it arrived
+    // late; without the app budget, about 60.
     assert!(
-        (2..=11).contains(&in_window.len()),
+        (2..=13).contains(&in_window.len()),
         "{} requests in 10 s",
         in_window.len()
     );
