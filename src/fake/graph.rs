@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) tenant_id: String,
     /// Every tenant served, `tenant_id` first; a tenant's index is its place here.
     pub(crate) tenant_ids: Vec<String>,
+    /// Whether [`State::log`] keeps every request.
+    pub(crate) record_requests: bool,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
     pub(crate) page_size: usize,
@@ -307,13 +309,19 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
         let reply = token(shared, req, &target, tenant, &ids).await;
         (tenant, reply.into_response(&ids, false))
     } else {
-        let tenant = bearer(req.headers()).and_then(|token| shared.lock().token_tenant(token));
+        // Only the log needs to know whose request this is before it is answered.
+        let tenant = shared
+            .record_requests
+            .then(|| bearer(req.headers()).and_then(|token| shared.lock().token_tenant(token)))
+            .flatten();
         let route = Route::parse(&path);
         let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
         let reply = graph(shared, req, &target, &path, route, &ids).await;
         (tenant, reply.into_response(&ids, is_legacy_report))
     };
-    if let Some(log) = &mut shared.lock().log {
+    if shared.record_requests
+        && let Some(log) = &mut shared.lock().log
+    {
         log.push(LoggedRequest {
             tenant: tenant.and_then(|index| shared.tenant_ids.get(index).cloned()),
             target: raw,

@@ -297,6 +297,7 @@ impl FakeGraph {
             base_url: server::https_url(addr),
             tenant_id: opts.tenant_id.clone(),
             tenant_ids,
+            record_requests: opts.record_requests,
             client_id: opts.client_id.clone(),
             client_secret: opts.client_secret.clone(),
             page_size: opts.page_size,
