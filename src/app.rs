@@ -1,42 +1,145 @@
 //! Wiring: configuration → credentials → Graph clients → poll loops and the HTTP server.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::auth::Credential;
 use crate::cli::{Cli, DemoScenario};
 use crate::collector::{Exposition, Metrics};
 use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
 use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
-use crate::graph::{self, GraphClient};
-use crate::reports::strength::StrengthTable;
+use crate::graph::{self, BUDGET_WINDOW, GraphClient, Limiter};
+use crate::poller::{Startup, Tenant, Verdict};
+use crate::reports::{self, strength::StrengthTable};
 use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
 use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
-use crate::{Error, auth, poller, reports};
+use crate::{Error, auth, poller};
 
-/// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only: once the
-/// server listens, Graph failures are reported through metrics and logs, never by returning.
+/// The configuration the exporter and `check` run with: the demo tenant in place with `--demo`,
+/// and only the tenants of this replica's shard.
+pub struct Prepared {
+    pub config: Config,
+    pub strength: Arc<StrengthTable>,
+    /// The in-process fake Graph behind `--demo`; it serves as long as this lives.
+    pub demo: Option<FakeGraph>,
+}
+
+/// Loads the configuration, starts the demo's fake Graph if asked, and keeps this shard's
+/// tenants.
+pub async fn prepare(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Prepared, Error> {
+    // The demo tenant is a real HTTPS server on loopback, reached through the same code path
+    // as Microsoft's.
+    let demo = match cli.demo {
+        true => Some(FakeGraph::start(demo_options(cli.demo_scenario)).await?),
+        false => None,
+    };
+    let mut config = Config::load(cli, env, &reports::names())?;
+    let strength = Arc::new(StrengthTable::with_overrides(&config.strength_classes)?);
+    if let Some(fake) = &demo {
+        use_demo_tenant(&mut config, fake)?;
+    }
+    let shard = config.shard;
+    let configured = config.tenants.len();
+    config.tenants.retain(|tenant| shard.owns(&tenant.name));
+    if shard.total > 1 {
+        info!(
+            shard = shard.index,
+            total_shards = shard.total,
+            tenants = config.tenants.len(),
+            configured,
+            "polling the tenants of this shard"
+        );
+        if config.tenants.is_empty() {
+            warn!(
+                "this shard owns none of the configured tenants: are there more shards than tenants?"
+            );
+        }
+    }
+    Ok(Prepared {
+        config,
+        strength,
+        demo,
+    })
+}
+
+/// Every tenant's credential and Graph client.
+pub fn build_tenants(
+    config: &Config,
+    http: &reqwest::Client,
+    metrics: &Metrics,
+) -> Result<Vec<Tenant>, Error> {
+    let mut tenants = Vec::with_capacity(config.tenants.len());
+    for (tenant, app_limiter) in config.tenants.iter().zip(app_budgets(config)) {
+        let inner = auth::credential(tenant, &config.graph, http.clone()).map_err(|source| {
+            Error::Credential {
+                tenant: tenant.name.clone(),
+                source,
+            }
+        })?;
+        let up = metrics
+            .credential_up
+            .with_label_values(&[tenant.name.as_str()]);
+        let credential = Arc::new(Credential::new(&tenant.name, inner, up));
+        let graph = GraphClient::new(
+            &tenant.name,
+            credential.clone(),
+            http.clone(),
+            &config.graph,
+            metrics.graph_requests.clone(),
+            app_limiter,
+        )
+        .with_max_pages(tenant.max_pages());
+        tenants.push(Tenant {
+            config: tenant.clone(),
+            credential,
+            graph: Arc::new(graph),
+        });
+    }
+    Ok(tenants)
+}
+
+/// Each tenant's app budget, in the order of the tenants: one limiter per app registration
+/// (client id), shared by its tenants, since Graph counts 122 requests per 10 s per app across
+/// all tenants.
+fn app_budgets(config: &Config) -> Vec<Arc<Limiter>> {
+    let mut by_app: HashMap<Option<&str>, Arc<Limiter>> = HashMap::new();
+    config
+        .tenants
+        .iter()
+        .map(|tenant| {
+            by_app
+                .entry(tenant.credential.client_id())
+                .or_insert_with(|| {
+                    Arc::new(Limiter::new(
+                        config.graph.app_requests_per_10s,
+                        BUDGET_WINDOW,
+                    ))
+                })
+                .clone()
+        })
+        .collect()
+}
+
+/// Runs the exporter until `shutdown` is cancelled. Errors are start-up errors only, and the
+/// token endpoint refusing every tenant: once one tenant works (or may work after a passing
+/// failure), Graph failures are reported through metrics and logs, never by returning.
 pub async fn run(
     cli: Cli,
     env: &dyn Fn(&str) -> Option<String>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    // The demo tenant is a real HTTPS server on loopback, reached through the same code path
-    // as Microsoft's; it lives as long as this function.
-    let demo = match cli.demo {
-        true => Some(FakeGraph::start(demo_options(cli.demo_scenario)).await?),
-        false => None,
-    };
-    let mut config = Config::load(&cli, env)?;
-    let strength = Arc::new(StrengthTable::with_overrides(&config.strength_classes)?);
-    if let Some(fake) = &demo {
-        use_demo_tenant(&mut config, fake)?;
-    }
+    let Prepared {
+        config,
+        strength,
+        demo: _demo,
+    } = prepare(&cli, env).await?;
     let web_config = match &config.web.config_file {
         Some(path) => web_config::load(path)?,
         None => WebConfig::default(),
@@ -45,7 +148,7 @@ pub async fn run(
 
     let store = Arc::new(Store::new());
     let metrics = Metrics::new()?;
-    let state = match &cli.state_file {
+    let state_file = match &cli.state_file {
         Some(path) => Some(StateFile::open(
             path,
             &state_wanted(&config),
@@ -53,34 +156,14 @@ pub async fn run(
         )?),
         None => None,
     };
+    let shard = config.shard;
+    metrics
+        .shard_info
+        .with_label_values(&[shard.index.to_string(), shard.total.to_string()])
+        .set(1);
+    metrics.shard_tenants.set(config.tenants.len() as i64);
     let http = graph::http_client(&config.graph)?;
-    let scope = auth::graph_scope(&config.graph);
-
-    let mut clients = Vec::with_capacity(config.tenants.len());
-    for tenant in &config.tenants {
-        let credential_error = |source| Error::Credential {
-            tenant: tenant.name.clone(),
-            source,
-        };
-        let credential =
-            auth::credential(tenant, &config.graph, http.clone()).map_err(credential_error)?;
-        // Fail at start on a wrong secret or tenant, rather than polling with it forever.
-        credential
-            .get_token(&[scope.as_str()], None)
-            .await
-            .map_err(|err| {
-                credential_error(auth::AuthError::Token(Box::new(graph::token_error(&err))))
-            })?;
-        let client = GraphClient::new(
-            &tenant.name,
-            credential,
-            http.clone(),
-            &config.graph,
-            metrics.graph_requests.clone(),
-        )
-        .with_max_pages(tenant.max_pages());
-        clients.push((tenant.clone(), Arc::new(client)));
-    }
+    let tenants = build_tenants(&config, &http, &metrics)?;
 
     server::prepare_descriptor_limit(config.web.max_connections);
     let listeners = config
@@ -92,7 +175,7 @@ pub async fn run(
     let tls = web_config.current().tls.is_some();
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {
-            info!(address = %address, tls, telemetry_path = %config.telemetry_path, tenants = clients.len(), demo = cli.demo, "listening");
+            info!(address = %address, tls, telemetry_path = %config.telemetry_path, tenants = tenants.len(), demo = cli.demo, "listening");
         }
     }
     if let Some(path) = &config.web.config_file {
@@ -104,15 +187,27 @@ pub async fn run(
         ));
     }
 
+    let tenant_infos = tenants
+        .iter()
+        .map(|tenant| TenantInfo {
+            name: tenant.config.name.clone(),
+            tenant_id: tenant.config.tenant_id.clone(),
+            credential: tenant.credential.clone(),
+        })
+        .collect();
+    // Every tenant gets its first token on its own (at most 16 requests at once), so a tenant
+    // that is refused or unreachable holds up no other.
+    let (startup, first_tokens) = Startup::new();
+    let tenant_count = tenants.len();
     let mut tenant_loops = JoinSet::new();
-    for (tenant, client) in &clients {
+    for tenant in tenants {
         tenant_loops.spawn(poller::run_tenant(
-            tenant.clone(),
-            client.clone(),
+            tenant,
+            startup.clone(),
             store.clone(),
             config.failure_reason_limit,
             strength.clone(),
-            state.clone(),
+            state_file.clone(),
             shutdown.clone(),
         ));
     }
@@ -121,14 +216,7 @@ pub async fn run(
         exposition: Exposition::new(store.clone(), metrics)?,
         store,
         telemetry_path: config.telemetry_path.clone(),
-        tenants: config
-            .tenants
-            .iter()
-            .map(|t| TenantInfo {
-                name: t.name.clone(),
-                tenant_id: t.tenant_id.clone(),
-            })
-            .collect(),
+        tenants: tenant_infos,
         demo: cli.demo,
         web_config,
         limits: Limits {
@@ -140,13 +228,34 @@ pub async fn run(
             },
         },
     });
-    server::serve(listeners, state, shutdown).await;
+    let server = tokio::spawn(server::serve(listeners, state, shutdown.clone()));
+    // A single wrong secret still fails fast: the process ends only if the token endpoint
+    // refuses every tenant.
+    let result = match Startup::verdict(first_tokens, tenant_count, &shutdown).await {
+        Verdict::AllRefused {
+            tenant,
+            error,
+            tenants,
+        } => {
+            shutdown.cancel();
+            Err(Error::Refused {
+                tenant,
+                source: Box::new(error),
+                tenants,
+            })
+        }
+        Verdict::Run | Verdict::Stopped => Ok(()),
+    };
+    let _ = server.await;
     while tenant_loops.join_next().await.is_some() {}
-    info!("stopped");
-    Ok(())
+    if result.is_ok() {
+        info!("stopped");
+    }
+    result
 }
 
-/// The tenants and reports whose state `--state.file` keeps: every other entry is dropped.
+/// The tenants and reports whose state `--state.file` keeps: every other entry is dropped, so
+/// a shard keeps only its own tenants.
 fn state_wanted(config: &Config) -> Vec<Wanted> {
     config
         .tenants
@@ -244,7 +353,7 @@ mod tests {
             file.path().to_str().unwrap(),
         ])
         .unwrap();
-        let mut config = Config::load(&cli, &|_| None).unwrap();
+        let mut config = Config::load(&cli, &|_| None, &reports::names()).unwrap();
         let fake = FakeGraph::start(FakeGraphOptions::default()).await.unwrap();
         use_demo_tenant(&mut config, &fake).unwrap();
         let tenant = &config.tenants[0];
@@ -266,13 +375,35 @@ mod tests {
     #[tokio::test]
     async fn the_demo_polls_every_30s_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
-        let mut config = Config::load(&cli, &|_| None).unwrap();
+        let mut config = Config::load(&cli, &|_| None, &reports::names()).unwrap();
         let fake = FakeGraph::start(FakeGraphOptions::default()).await.unwrap();
         use_demo_tenant(&mut config, &fake).unwrap();
-        for report in crate::reports::names() {
+        for report in reports::names() {
             let settings = config.tenants[0].report_settings(report, Duration::from_secs(3600));
             assert_eq!(settings.interval, DEMO_POLL_INTERVAL, "{report}");
         }
+    }
+
+    #[test]
+    fn tenants_of_one_app_registration_share_its_budget() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(
+            b"tenants:\n\
+              - {name: a, tenant_id: t1, client_id: app-1, client_secret: s}\n\
+              - {name: b, tenant_id: t2, client_id: app-2, client_secret: s}\n\
+              - {name: c, tenant_id: t3, client_id: app-1, client_secret: s}\n\
+              - {name: d, tenant_id: t4, managed_identity: true}\n",
+        )
+        .unwrap();
+        let cli =
+            Cli::try_parse_from(["x", "--config.file", file.path().to_str().unwrap()]).unwrap();
+        let config = Config::load(&cli, &|_| None, &reports::names()).unwrap();
+        let budgets = app_budgets(&config);
+        assert_eq!(budgets.len(), 4);
+        assert!(Arc::ptr_eq(&budgets[0], &budgets[2]), "same client id");
+        assert!(!Arc::ptr_eq(&budgets[0], &budgets[1]));
+        assert!(!Arc::ptr_eq(&budgets[0], &budgets[3]));
+        assert!(!Arc::ptr_eq(&budgets[1], &budgets[3]));
     }
 
     #[test]

@@ -3,10 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Prometheus exporter for Microsoft Entra ID authentication-methods reports (SSPR, MFA,
 /// passwordless), read from Microsoft Graph.
+///
+/// `entra-authmethods-exporter check` takes the same flags and tells, per tenant and report,
+/// whether the app registration can read it.
 ///
 /// Credentials for a single tenant come from the Azure SDK environment: AZURE_TENANT_ID and
 /// AZURE_CLIENT_ID plus one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or
@@ -22,59 +25,70 @@ use clap::{ArgAction, Parser, ValueEnum};
     args_override_self = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on for the web interface and telemetry; repeat the flag for several.
     /// ":PORT" means every interface, IPv6 and IPv4.
     #[arg(
         long = "web.listen-address",
         default_value = ":9929",
         value_name = "ADDR",
-        action = ArgAction::Append
+        action = ArgAction::Append,
+        global = true
     )]
     pub listen_addresses: Vec<String>,
 
     /// Web configuration file in the Prometheus exporter-toolkit format: TLS, client
     /// certificates, basic auth users and extra response headers. Read again when it changes.
-    #[arg(long = "web.config.file", value_name = "FILE")]
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     pub web_config_file: Option<PathBuf>,
 
     /// Most telemetry requests served at once; more are answered 503 (0: no limit).
-    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
+    #[arg(
+        long = "web.max-requests",
+        default_value_t = 40,
+        value_name = "N",
+        global = true
+    )]
     pub max_requests: usize,
 
     /// Most open connections; beyond it the connection idle the longest is closed.
     #[arg(long = "web.max-connections", default_value_t = 512, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..),
+        global = true)]
     pub max_connections: u32,
 
     /// Time a client has to send a request's headers, from the connection's start or from the
     /// first byte of a request on a kept-alive connection.
-    #[arg(long = "web.header-read-timeout", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long = "web.header-read-timeout", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub header_read_timeout: Duration,
 
     /// Time a kept-alive connection may wait for its next request, and a response may stall
     /// without any byte moving, before the connection is closed.
-    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub idle_timeout: Duration,
 
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
         default_value = "/metrics",
-        value_name = "PATH"
+        value_name = "PATH",
+        global = true
     )]
     pub telemetry_path: String,
 
     /// YAML configuration file: tenants, credentials and per-report settings.
-    #[arg(long = "config.file", value_name = "FILE")]
+    #[arg(long = "config.file", value_name = "FILE", global = true)]
     pub config_file: Option<PathBuf>,
 
     /// Poll interval for every report that the config file does not set one for
     /// [default: 10m for summary reports, 1h for per-user details, 5m for usage events].
-    #[arg(long = "poll.interval", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long = "poll.interval", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub poll_interval: Option<Duration>,
 
     /// Microsoft Graph endpoint [default: from --azure.cloud, https://graph.microsoft.com].
-    #[arg(long = "graph.endpoint", value_name = "URL")]
+    #[arg(long = "graph.endpoint", value_name = "URL", global = true)]
     pub graph_endpoint: Option<String>,
 
     /// Microsoft Entra authority host for tokens [default: from --azure.cloud,
@@ -82,51 +96,92 @@ pub struct Cli {
     #[arg(
         long = "azure.authority-host",
         env = "AZURE_AUTHORITY_HOST",
-        value_name = "URL"
+        value_name = "URL",
+        global = true
     )]
     pub authority_host: Option<String>,
 
     /// National cloud: sets both the Graph endpoint and the authority host.
-    #[arg(long = "azure.cloud", value_enum, default_value_t = Cloud::Public)]
+    #[arg(long = "azure.cloud", value_enum, default_value_t = Cloud::Public, global = true)]
     pub cloud: Cloud,
 
     /// PEM file of extra trusted root certificates for all outbound TLS (Graph and the token
     /// endpoint), for TLS-inspecting proxies.
-    #[arg(long = "graph.ca-file", value_name = "FILE")]
+    #[arg(long = "graph.ca-file", value_name = "FILE", global = true)]
     pub ca_file: Option<PathBuf>,
 
     /// Graph requests allowed per tenant in any 10-second window, shared by all its reports
     /// (the demo raises the default to 50).
-    #[arg(long = "graph.requests-per-10s", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "graph.requests-per-10s", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub requests_per_10s: u32,
 
+    /// Graph requests allowed in any 10-second window to all tenants of this process that share
+    /// an app registration (client id), on top of each tenant's budget; Graph allows 122 per app
+    /// across tenants [default: 120, divided by --total-shards].
+    #[arg(long = "graph.app-requests-per-10s", value_parser = clap::value_parser!(u32).range(1..), value_name = "N", global = true)]
+    pub app_requests_per_10s: Option<u32>,
+
+    /// Number of replicas the tenants are spread over; each polls only its own share, chosen by
+    /// rendezvous hashing of the tenant name. Needs --shard.
+    #[arg(long = "total-shards", value_parser = clap::value_parser!(u32).range(1..), value_name = "M", requires = "shard", global = true)]
+    pub total_shards: Option<u32>,
+
+    /// This replica's shard, 0-based and below --total-shards; `auto` takes the number after the
+    /// last `-` of POD_NAME (a StatefulSet pod's ordinal), else of the hostname.
+    #[arg(
+        long = "shard",
+        value_name = "N|auto",
+        requires = "total_shards",
+        global = true
+    )]
+    pub shard: Option<String>,
+
     /// Timeout for each HTTP request to Graph.
-    #[arg(long = "graph.timeout", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long = "graph.timeout", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub graph_timeout: Duration,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
     /// File that keeps the usage-event counters, their remembered event ids and admitted failure
     /// reasons across restarts; written atomically after every events poll. Without it the
     /// counters start at zero after each restart.
-    #[arg(long = "state.file", value_name = "FILE")]
+    #[arg(long = "state.file", value_name = "FILE", global = true)]
     pub state_file: Option<PathBuf>,
 
     /// Run against a simulated tenant served by a built-in fake Graph over HTTPS on loopback; no
     /// Azure account needed.
-    #[arg(long = "demo")]
+    #[arg(long = "demo", global = true)]
     pub demo: bool,
 
     /// What the demo tenant's sign-in events do: `steady`, or `spike` (SSPR reset failures jump
     /// to about 20 times their usual rate from about 60 s after start, for about 10 minutes).
-    #[arg(long = "demo.scenario", value_enum, default_value_t = DemoScenario::Steady, requires = "demo")]
+    #[arg(long = "demo.scenario", value_enum, default_value_t = DemoScenario::Steady, requires = "demo", global = true)]
     pub demo_scenario: DemoScenario,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Preflight: get each tenant's token and make one cheap request per enabled report, then
+    /// tell what works, what is refused and what to do. Exit code 0 when every tenant has a
+    /// credential and every report is ok, served from a fallback, or retired.
+    Check {
+        /// `table` for people, `json` for scripts.
+        #[arg(long = "output", value_enum, default_value_t = CheckOutput::Table)]
+        output: CheckOutput,
+    },
+}
+
+/// How `check` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Table,
+    Json,
 }
 
 /// A storyline for the demo tenant.
@@ -245,5 +300,52 @@ mod tests {
     #[test]
     fn zero_budget_is_rejected() {
         assert!(Cli::try_parse_from(["x", "--graph.requests-per-10s=0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--graph.app-requests-per-10s=0"]).is_err());
+    }
+
+    #[test]
+    fn check_takes_the_exporters_flags_before_or_after_it() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--config.file=a.yaml",
+            "check",
+            "--output=json",
+            "--graph.requests-per-10s=3",
+            "--demo",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check {
+                output: CheckOutput::Json
+            })
+        ));
+        assert_eq!(cli.config_file, Some(PathBuf::from("a.yaml")));
+        assert_eq!(cli.requests_per_10s, 3);
+        assert!(cli.demo);
+        let cli = Cli::try_parse_from(["x", "check"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check {
+                output: CheckOutput::Table
+            })
+        ));
+        assert!(Cli::try_parse_from(["x", "--output=json"]).is_err());
+        assert!(
+            Cli::try_parse_from(["x", "--demo"])
+                .unwrap()
+                .command
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn shard_flags_come_together() {
+        assert!(Cli::try_parse_from(["x", "--total-shards=3"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--shard=1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--total-shards=0", "--shard=0"]).is_err());
+        let cli = Cli::try_parse_from(["x", "--total-shards=3", "--shard=auto"]).unwrap();
+        assert_eq!(cli.total_shards, Some(3));
+        assert_eq!(cli.shard.as_deref(), Some("auto"));
     }
 }

@@ -90,6 +90,12 @@ pub struct Metrics {
     pub web_config_reload_successful: PromptGauge,
     /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
     pub state_writes: IntCounterVec,
+    /// `entra_exporter_credential_up{tenant}`.
+    pub credential_up: IntGaugeVec,
+    /// `entra_exporter_shard_info{shard,total_shards}`.
+    pub shard_info: IntGaugeVec,
+    /// `entra_exporter_shard_tenants`.
+    pub shard_tenants: IntGauge,
 }
 
 impl Metrics {
@@ -138,12 +144,39 @@ impl Metrics {
             changes: changes.clone(),
         };
 
+        let credential_up = IntGaugeVec::new(
+            Opts::new(
+                "entra_exporter_credential_up",
+                "1 if the tenant's latest token request succeeded, at start or when the token was refreshed later; 0 otherwise.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(credential_up.clone()))?;
+
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                "entra_exporter_shard_info",
+                "A metric with a constant '1' value labelled by this replica's shard (0-based) and the number of shards; 0 of 1 when the tenants are not sharded.",
+            ),
+            &["shard", "total_shards"],
+        )?;
+        registry.register(Box::new(shard_info.clone()))?;
+
+        let shard_tenants = IntGauge::new(
+            "entra_exporter_shard_tenants",
+            "Tenants this replica polls: those of the configuration that its shard owns.",
+        )?;
+        registry.register(Box::new(shard_tenants.clone()))?;
+
         Ok(Self {
             registry,
             changes,
             graph_requests,
             web_config_reload_successful,
             state_writes,
+            credential_up,
+            shard_info,
+            shard_tenants,
         })
     }
 }
@@ -309,7 +342,7 @@ pub struct Scrape {
 impl Exposition {
     pub fn new(store: Arc<Store>, metrics: Metrics) -> Result<Self, prometheus::Error> {
         let (generation, now) = (store.generation(), SystemTime::now());
-        let rendered = render(&store, generation, now);
+        let rendered = render(&store, generation, now, 0);
         Ok(Self {
             store,
             registry: Sampled::new(metrics.registry),
@@ -363,20 +396,23 @@ impl Exposition {
         // A poisoned lock only means a render panicked; the value inside is still whole.
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if !cached.is_current(generation, now) {
-            *cached = Arc::new(render(&self.store, generation, now));
+            let capacity = cached.text.len() + cached.text.len() / 16;
+            *cached = Arc::new(render(&self.store, generation, now, capacity));
         }
         cached.clone()
     }
 }
 
-fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
+/// Renders the store's families; `capacity` is the expected length of the text.
+fn render(store: &Store, generation: u64, now: SystemTime, capacity: usize) -> Rendered {
+    let states = store.states();
     let mut families = Families::default();
     let mut valid_until: Option<SystemTime> = None;
-    for (key, state) in store.states() {
+    for (key, state) in &states {
         if !state.settings.enabled {
             continue;
         }
-        add_poll_state(&mut families, &key.tenant, key.report, &state);
+        add_poll_state(&mut families, &key.tenant, key.report, state);
         if let Some(snapshot) = state.fresh_snapshot(now) {
             for sample in &snapshot.samples {
                 families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
@@ -391,15 +427,20 @@ fn render(store: &Store, generation: u64, now: SystemTime) -> Rendered {
     Rendered {
         generation,
         valid_until,
-        text: Bytes::from(families.render()),
+        text: Bytes::from(families.render(capacity)),
         gzip: OnceLock::new(),
     }
 }
 
 /// `entra_exporter_report_*` for one report of one tenant.
-fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &ReportState) {
+fn add_poll_state<'a>(
+    families: &mut Families<'a>,
+    tenant: &'a str,
+    report: &'static str,
+    state: &ReportState,
+) {
     let labels = [report];
-    families.add(
+    families.add_fixed(
         &REPORT_INTERVAL,
         tenant,
         &labels,
@@ -408,14 +449,14 @@ fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &R
     if state.status == Status::Pending {
         return;
     }
-    families.add(
+    families.add_fixed(
         &REPORT_UP,
         tenant,
         &labels,
         f64::from(u8::from(state.status == Status::Ok)),
     );
     for cause in Unavailability::ALL {
-        families.add(
+        families.add_fixed(
             &REPORT_UNAVAILABLE,
             tenant,
             &[report, cause.as_str()],
@@ -423,11 +464,11 @@ fn add_poll_state(families: &mut Families, tenant: &str, report: &str, state: &R
         );
     }
     if let Some(success) = state.last_success {
-        families.add(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
-        families.add(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
+        families.add_fixed(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
+        families.add_fixed(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
     }
     if let Some(duration) = state.last_duration {
-        families.add(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
+        families.add_fixed(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
     }
 }
 
@@ -638,11 +679,11 @@ mod tests {
         assert!(std::str::from_utf8(&changed).unwrap().contains("} 250"));
 
         let now = SystemTime::now();
-        let rendered = render(&store, store.generation(), now);
+        let rendered = render(&store, store.generation(), now, 0);
         assert!(rendered.is_current(store.generation(), now));
         let later = now + Duration::from_secs(181);
         assert!(!rendered.is_current(store.generation(), later));
-        let aged = render(&store, store.generation(), later);
+        let aged = render(&store, store.generation(), later, 0);
         let aged = std::str::from_utf8(&aged.text).unwrap();
         assert!(!aged.contains("} 250"), "{aged}");
         assert!(aged.contains("entra_exporter_report_up{"));

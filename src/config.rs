@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::cli::Cli;
-use crate::reports;
+use crate::shard::{self, Shard};
 
 /// Failure reasons kept as distinct label values per tenant; the rest become `other`.
 pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
@@ -19,6 +19,9 @@ pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
 pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
 /// Groups per tenant: each is a `group` label value and a member read before every scan.
 pub const MAX_GROUPS: usize = 100;
+/// `--graph.app-requests-per-10s` unless given (divided by `--total-shards`): Graph allows 122
+/// identity-report requests per 10 s per app across all tenants; 2 are left for other tools.
+pub const DEFAULT_APP_REQUESTS_PER_10S: u32 = 120;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,6 +60,8 @@ pub struct Config {
     pub strength_classes: BTreeMap<String, Vec<String>>,
     /// `--poll.interval`.
     pub poll_interval: Option<Duration>,
+    /// This replica's shard; [`Shard::ALL`] when the tenants are not sharded.
+    pub shard: Shard,
 }
 
 /// How the web interface listens and what it lets clients hold.
@@ -95,8 +100,18 @@ pub struct GraphConfig {
     pub authority_host: Url,
     /// Extra trusted roots (PEM) for every outbound TLS connection.
     pub extra_roots_pem: Option<Vec<u8>>,
+    /// Requests per tenant per 10 s.
     pub requests_per_10s: u32,
+    /// Requests per app registration (client id) per 10 s, shared by its tenants.
+    pub app_requests_per_10s: u32,
     pub timeout: Duration,
+}
+
+impl GraphConfig {
+    /// The OAuth scope for Graph: `<graph endpoint>/.default`, which is cloud-specific.
+    pub fn scope(&self) -> String {
+        format!("{}/.default", self.endpoint.as_str().trim_end_matches('/'))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +156,18 @@ pub enum CredentialConfig {
     },
 }
 
+impl CredentialConfig {
+    /// The app registration's client id; `None` for a system-assigned managed identity.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            CredentialConfig::ClientSecret { client_id, .. }
+            | CredentialConfig::ClientCertificate { client_id, .. }
+            | CredentialConfig::WorkloadIdentity { client_id, .. } => Some(client_id),
+            CredentialConfig::ManagedIdentity { client_id } => client_id.as_deref(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReportOverride {
@@ -164,10 +191,10 @@ pub struct ReportSettings {
 
 impl TenantConfig {
     /// `max_pages` of every report that sets one, for the tenant's Graph client.
-    pub fn max_pages(&self) -> HashMap<&'static str, u32> {
-        reports::ALL
+    pub fn max_pages(&self) -> HashMap<String, u32> {
+        self.reports
             .iter()
-            .filter_map(|spec| Some((spec.name, self.reports.get(spec.name)?.max_pages?)))
+            .filter_map(|(name, over)| Some((name.clone(), over.max_pages?)))
             .collect()
     }
 
@@ -226,12 +253,18 @@ struct FileGroup {
 
 impl Config {
     /// Resolves flags, the config file and the environment (`env` looks a variable up).
-    pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// `known_reports` are the names a `reports` key may have.
+    pub fn load(
+        cli: &Cli,
+        env: &dyn Fn(&str) -> Option<String>,
+        known_reports: &[&str],
+    ) -> Result<Config, ConfigError> {
         let file = match &cli.config_file {
             Some(path) => parse_file(path)?,
             None => FileConfig::default(),
         };
-        validate_report_names(&file.reports, "reports")?;
+        let shard = resolve_shard(cli, env)?;
+        validate_report_names(&file.reports, "reports", known_reports)?;
         let failure_reason_limit = file
             .failure_reason_limit
             .unwrap_or(DEFAULT_FAILURE_REASON_LIMIT);
@@ -246,6 +279,7 @@ impl Config {
                 index,
                 &file.reports,
                 cli.poll_interval,
+                known_reports,
             )?);
         }
         if tenants.is_empty() && !cli.demo {
@@ -296,6 +330,10 @@ impl Config {
                 )?,
                 extra_roots_pem: cli.ca_file.as_deref().map(read_file).transpose()?,
                 requests_per_10s: cli.requests_per_10s,
+                // The shards share the app registration, so each gets its part of Graph's limit.
+                app_requests_per_10s: cli
+                    .app_requests_per_10s
+                    .unwrap_or((DEFAULT_APP_REQUESTS_PER_10S / shard.total).max(1)),
                 timeout: at_least_a_second("--graph.timeout", cli.graph_timeout)?,
             },
             tenants,
@@ -303,8 +341,47 @@ impl Config {
             reports: file.reports,
             strength_classes: file.strength_classes,
             poll_interval,
+            shard,
         })
     }
+}
+
+/// `--total-shards` and `--shard` (clap makes sure both or neither are given). `--shard=auto`
+/// reads the StatefulSet ordinal from POD_NAME, or from the hostname, which Kubernetes sets to
+/// the pod's name.
+fn resolve_shard(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard, ConfigError> {
+    let (Some(total), Some(given)) = (cli.total_shards, cli.shard.as_deref()) else {
+        return Ok(Shard::ALL);
+    };
+    let index = match given.trim() {
+        "auto" => {
+            let (source, name) = match env("POD_NAME").filter(|name| !name.trim().is_empty()) {
+                Some(name) => ("POD_NAME", name),
+                None => (
+                    "the hostname",
+                    gethostname::gethostname().to_string_lossy().into_owned(),
+                ),
+            };
+            shard::ordinal(&name).ok_or_else(|| {
+                invalid(format!(
+                    "--shard=auto: {source} {name:?} does not end in -NUMBER (a StatefulSet pod's \
+                     ordinal); set POD_NAME from metadata.name, or give --shard=N"
+                ))
+            })?
+        }
+        number => number.parse::<u32>().map_err(|_| {
+            invalid(format!(
+                "--shard {given:?} is neither a shard number nor auto"
+            ))
+        })?,
+    };
+    if index >= total {
+        return Err(invalid(format!(
+            "--shard={index} is out of range: shards are numbered from 0 to --total-shards - 1 ({})",
+            total - 1
+        )));
+    }
+    Ok(Shard { index, total })
 }
 
 fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -360,12 +437,13 @@ fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
 fn validate_report_names(
     reports: &BTreeMap<String, ReportOverride>,
     place: &str,
+    known_reports: &[&str],
 ) -> Result<(), ConfigError> {
     for name in reports.keys() {
-        if reports::spec(name).is_none() {
+        if !known_reports.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "{place}: unknown report {name:?}; known reports: {}",
-                reports::names().join(", ")
+                known_reports.join(", ")
             )));
         }
     }
@@ -400,12 +478,13 @@ fn resolve_file_tenant(
     index: usize,
     global_reports: &BTreeMap<String, ReportOverride>,
     poll_interval: Option<Duration>,
+    known_reports: &[&str],
 ) -> Result<TenantConfig, ConfigError> {
     let place = format!("tenants[{index}]");
     if tenant.tenant_id.trim().is_empty() {
         return Err(invalid(format!("{place}.tenant_id is empty")));
     }
-    validate_report_names(&tenant.reports, &format!("{place}.reports"))?;
+    validate_report_names(&tenant.reports, &format!("{place}.reports"), known_reports)?;
     let client_id = tenant.client_id.filter(|id| !id.is_empty());
     let require_client_id = |what: &str| {
         client_id
@@ -647,6 +726,19 @@ mod tests {
         None
     }
 
+    /// The report names these tests use; the exporter passes the reports module's list.
+    const KNOWN: &[&str] = &[
+        "credentialUsageSummary",
+        "credentialUserRegistrationDetails",
+        "userCredentialUsageDetails",
+        "userEventsSummary",
+        "userRegistrationDetails",
+    ];
+
+    fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::load(cli, env, KNOWN)
+    }
+
     fn yaml(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
@@ -655,7 +747,7 @@ mod tests {
 
     fn load_yaml(text: &str) -> Result<Config, ConfigError> {
         let file = yaml(text);
-        Config::load(
+        load(
             &cli(&["--config.file", file.path().to_str().unwrap()]),
             &no_env,
         )
@@ -669,7 +761,7 @@ mod tests {
             "AZURE_CLIENT_SECRET" => Some("s3cret".to_owned()),
             _ => None,
         };
-        let config = Config::load(&cli(&[]), &env).unwrap();
+        let config = load(&cli(&[]), &env).unwrap();
         assert_eq!(config.tenants.len(), 1);
         assert_eq!(config.tenants[0].name, "tid");
         assert!(matches!(
@@ -689,7 +781,7 @@ mod tests {
 
     #[test]
     fn missing_tenant_points_at_the_fix() {
-        let err = Config::load(&cli(&[]), &no_env).unwrap_err().to_string();
+        let err = load(&cli(&[]), &no_env).unwrap_err().to_string();
         assert!(err.contains("AZURE_TENANT_ID"), "{err}");
         assert!(err.contains("--demo"), "{err}");
     }
@@ -700,13 +792,13 @@ mod tests {
             "AZURE_TENANT_ID" | "AZURE_CLIENT_ID" => Some("x".to_owned()),
             _ => None,
         };
-        let err = Config::load(&cli(&[]), &env).unwrap_err().to_string();
+        let err = load(&cli(&[]), &env).unwrap_err().to_string();
         assert!(err.contains("AZURE_CLIENT_SECRET"), "{err}");
     }
 
     #[test]
     fn cloud_sets_both_hosts_and_flags_override() {
-        let c = Config::load(&cli(&["--demo", "--azure.cloud=china"]), &no_env).unwrap();
+        let c = load(&cli(&["--demo", "--azure.cloud=china"]), &no_env).unwrap();
         assert_eq!(
             c.graph.endpoint.host_str(),
             Some("microsoftgraph.chinacloudapi.cn")
@@ -715,7 +807,7 @@ mod tests {
             c.graph.authority_host.host_str(),
             Some("login.chinacloudapi.cn")
         );
-        let c = Config::load(
+        let c = load(
             &cli(&[
                 "--demo",
                 "--azure.cloud=usgov",
@@ -725,10 +817,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.graph.endpoint.host_str(), Some("graph.example.test"));
-        assert_eq!(
-            crate::auth::graph_scope(&c.graph),
-            "https://graph.example.test/.default"
-        );
+        assert_eq!(c.graph.scope(), "https://graph.example.test/.default");
         assert_eq!(
             c.graph.authority_host.host_str(),
             Some("login.microsoftonline.us")
@@ -737,7 +826,7 @@ mod tests {
 
     #[test]
     fn plain_http_endpoint_is_refused() {
-        let err = Config::load(
+        let err = load(
             &cli(&["--demo", "--graph.endpoint=http://graph.example.test"]),
             &no_env,
         )
@@ -748,10 +837,10 @@ mod tests {
 
     #[test]
     fn bad_listen_address_and_path() {
-        assert!(Config::load(&cli(&["--demo", "--web.listen-address=nonsense"]), &no_env).is_err());
-        assert!(Config::load(&cli(&["--demo", "--web.telemetry-path=metrics"]), &no_env).is_err());
-        assert!(Config::load(&cli(&["--demo", "--web.listen-address=:x"]), &no_env).is_err());
-        let c = Config::load(
+        assert!(load(&cli(&["--demo", "--web.listen-address=nonsense"]), &no_env).is_err());
+        assert!(load(&cli(&["--demo", "--web.telemetry-path=metrics"]), &no_env).is_err());
+        assert!(load(&cli(&["--demo", "--web.listen-address=:x"]), &no_env).is_err());
+        let c = load(
             &cli(&[
                 "--demo",
                 "--web.listen-address=127.0.0.1:0",
@@ -779,7 +868,7 @@ mod tests {
             "--web.idle-timeout",
         ] {
             for value in ["0s", "500ms"] {
-                let err = Config::load(&cli(&["--demo", &format!("{flag}={value}")]), &no_env)
+                let err = load(&cli(&["--demo", &format!("{flag}={value}")]), &no_env)
                     .unwrap_err()
                     .to_string();
                 assert!(err.contains(flag) && err.contains("at least 1s"), "{err}");
@@ -790,7 +879,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--poll.interval"), "{err}");
-        Config::load(&cli(&["--demo", "--poll.interval=1s"]), &no_env).unwrap();
+        load(&cli(&["--demo", "--poll.interval=1s"]), &no_env).unwrap();
     }
 
     #[test]
@@ -883,7 +972,7 @@ tenants:
         let file = yaml(
             "reports:\n  credentialUsageSummary: {interval: 5m}\ntenants:\n  - {tenant_id: t, managed_identity: true}\n",
         );
-        let config = Config::load(
+        let config = load(
             &cli(&[
                 "--poll.interval=2m",
                 "--config.file",
@@ -958,10 +1047,10 @@ tenants:
             .expect("README has the config example");
         let end = start + readme[start..].find("```").expect("closing fence");
         let file: FileConfig = serde_saphyr::from_str(&readme[start..end]).unwrap();
-        validate_report_names(&file.reports, "reports").unwrap();
+        validate_report_names(&file.reports, "reports", KNOWN).unwrap();
         assert_eq!(file.tenants.len(), 4);
         for (index, tenant) in file.tenants.into_iter().enumerate() {
-            validate_report_names(&tenant.reports, "tenant").unwrap();
+            validate_report_names(&tenant.reports, "tenant", KNOWN).unwrap();
             assert_eq!(tenant.managed_identity, index == 3);
             let groups = resolve_groups(tenant.groups, "tenant").unwrap();
             assert_eq!(groups.len(), if index == 0 { 2 } else { 0 });
@@ -1044,6 +1133,66 @@ tenants:
     }
 
     #[test]
+    fn shards_and_the_app_budget() {
+        let c = load(&cli(&["--demo"]), &no_env).unwrap();
+        assert_eq!(c.shard, Shard::ALL);
+        assert_eq!(c.graph.app_requests_per_10s, DEFAULT_APP_REQUESTS_PER_10S);
+        let c = load(&cli(&["--demo", "--total-shards=3", "--shard=2"]), &no_env).unwrap();
+        assert_eq!(c.shard, Shard { index: 2, total: 3 });
+        // The shards share the app's limit.
+        assert_eq!(c.graph.app_requests_per_10s, 40);
+        let c = load(
+            &cli(&[
+                "--demo",
+                "--total-shards=3",
+                "--shard=0",
+                "--graph.app-requests-per-10s=90",
+            ]),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.graph.app_requests_per_10s, 90);
+        let c = load(
+            &cli(&["--demo", "--total-shards=500", "--shard=0"]),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.graph.app_requests_per_10s, 1);
+
+        let pod =
+            |name: &'static str| move |var: &str| (var == "POD_NAME").then(|| name.to_owned());
+        let auto = cli(&["--demo", "--total-shards=4", "--shard=auto"]);
+        let c = load(&auto, &pod("entra-authmethods-exporter-3")).unwrap();
+        assert_eq!(c.shard, Shard { index: 3, total: 4 });
+        for (name, needle) in [
+            ("entra-authmethods-exporter-4", "out of range"),
+            (
+                "entra-authmethods-exporter",
+                "POD_NAME \"entra-authmethods-exporter\"",
+            ),
+        ] {
+            let err = load(&auto, &pod(name)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+        for (args, needle) in [
+            (["--total-shards=3", "--shard=3"], "out of range"),
+            (
+                ["--total-shards=3", "--shard=one"],
+                "neither a shard number nor auto",
+            ),
+            (
+                ["--total-shards=3", "--shard=-1"],
+                "neither a shard number nor auto",
+            ),
+        ] {
+            let mut all = vec!["--demo"];
+            all.extend(args);
+            let err = load(&cli(&all), &no_env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn inline_secret_never_shows_in_debug_output() {
         let config = load_yaml(
             "tenants:\n  - {tenant_id: t, client_id: c, client_secret: hunter2-very-secret}\n",
@@ -1087,7 +1236,7 @@ tenants:
 
         fn load_text(text: &str) {
             let file = yaml(text);
-            let _ = Config::load(
+            let _ = load(
                 &cli(&["--config.file", file.path().to_str().unwrap()]),
                 &no_env,
             );

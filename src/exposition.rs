@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use crc32fast::Hasher as Crc;
@@ -15,53 +16,117 @@ use crate::snapshot::{Kind, MetricDef};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Samples of families, grouped so that each family is written once and each label set once:
-/// a label set added twice (Graph repeating a key) holds the sum.
+/// a label set added twice (Graph repeating a key) holds the sum. Label values are borrowed
+/// from the snapshots being rendered, never copied: with a thousand tenants a render holds a
+/// million samples.
 #[derive(Default)]
-pub struct Families {
-    families: BTreeMap<&'static str, Family>,
+pub struct Families<'a> {
+    families: BTreeMap<&'static str, Family<'a>>,
 }
 
-struct Family {
+struct Family<'a> {
     def: &'static MetricDef,
-    /// Label values, `tenant` first, then `def.labels` in order.
-    series: BTreeMap<Vec<String>, f64>,
+    series: Vec<Series<'a>>,
 }
 
-impl Families {
+struct Series<'a> {
+    tenant: &'a str,
+    values: Values<'a>,
+    value: f64,
+}
+
+/// The values of `def.labels`, in order.
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    /// A sample's, held by its snapshot.
+    Shared(&'a [Arc<str>]),
+    /// Up to two values that live as long as the process, such as report names.
+    Fixed([&'static str; 2], usize),
+}
+
+impl<'a> Values<'a> {
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let (shared, fixed): (&[Arc<str>], &[&'static str]) = match self {
+            Values::Shared(values) => (values, &[]),
+            Values::Fixed(values, len) => (&[], &values[..*len]),
+        };
+        shared.iter().map(|v| &**v).chain(fixed.iter().copied())
+    }
+}
+
+impl<'a> Families<'a> {
     /// Adds a sample; `labels` are the values of `def.labels`.
-    pub fn add<S: AsRef<str>>(
+    pub fn add(
         &mut self,
         def: &'static MetricDef,
-        tenant: &str,
-        labels: &[S],
+        tenant: &'a str,
+        labels: &'a [Arc<str>],
         value: f64,
     ) {
-        let family = self.families.entry(def.name).or_insert_with(|| Family {
-            def,
-            series: BTreeMap::new(),
-        });
-        let mut key = Vec::with_capacity(labels.len() + 1);
-        key.push(tenant.to_owned());
-        key.extend(labels.iter().map(|l| l.as_ref().to_owned()));
-        *family.series.entry(key).or_insert(0.0) += value;
+        self.push(def, tenant, Values::Shared(labels), value);
     }
 
-    /// The families in text format, sorted by name and by label values. Families without
-    /// samples are left out.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for family in self.families.values() {
+    /// Adds a sample whose label values (at most two) live as long as the process.
+    pub fn add_fixed(
+        &mut self,
+        def: &'static MetricDef,
+        tenant: &'a str,
+        labels: &[&'static str],
+        value: f64,
+    ) {
+        debug_assert!(labels.len() <= 2, "{}", def.name);
+        let mut fixed = [""; 2];
+        let len = labels.len().min(2);
+        fixed[..len].copy_from_slice(&labels[..len]);
+        self.push(def, tenant, Values::Fixed(fixed, len), value);
+    }
+
+    fn push(&mut self, def: &'static MetricDef, tenant: &'a str, values: Values<'a>, value: f64) {
+        self.families
+            .entry(def.name)
+            .or_insert_with(|| Family {
+                def,
+                series: Vec::new(),
+            })
+            .series
+            .push(Series {
+                tenant,
+                values,
+                value,
+            });
+    }
+
+    /// The families in text format, sorted by name and by label values (`tenant` first).
+    /// Families without samples are left out. `capacity` is the expected length (the last
+    /// render's), so that the text is not copied while it grows.
+    pub fn render(mut self, capacity: usize) -> String {
+        let mut out = String::with_capacity(capacity);
+        for family in self.families.values_mut() {
             let def = family.def;
+            // Mostly sorted already (tenants come in order, reports sort their keys): cheap.
+            family.series.sort_by(|a, b| {
+                a.tenant
+                    .cmp(b.tenant)
+                    .then_with(|| a.values.iter().cmp(b.values.iter()))
+            });
             let kind = match def.kind {
                 Kind::Gauge => "gauge",
                 Kind::Counter => "counter",
             };
             let _ = writeln!(out, "# HELP {} {}", def.name, escape_help(def.help));
             let _ = writeln!(out, "# TYPE {} {kind}", def.name);
-            for (values, value) in &family.series {
+            let mut series = family.series.iter().peekable();
+            while let Some(first) = series.next() {
+                let mut value = first.value;
+                while let Some(same) = series.next_if(|next| {
+                    next.tenant == first.tenant && next.values.iter().eq(first.values.iter())
+                }) {
+                    value += same.value;
+                }
                 out.push_str(def.name);
                 out.push('{');
                 let names = std::iter::once("tenant").chain(def.labels.iter().copied());
+                let values = std::iter::once(first.tenant).chain(first.values.iter());
                 for (index, (name, label)) in names.zip(values).enumerate() {
                     if index > 0 {
                         out.push(',');
@@ -69,7 +134,7 @@ impl Families {
                     let _ = write!(out, "{name}=\"{}\"", escape_label(label));
                 }
                 out.push_str("} ");
-                push_value(&mut out, *value);
+                push_value(&mut out, value);
                 out.push('\n');
             }
         }
@@ -200,13 +265,14 @@ mod tests {
     #[test]
     fn families_are_written_once_with_help_type_and_summed_duplicates() {
         let mut families = Families::default();
-        families.add(&GAUGE, "t", &["sms"], 2.0);
-        families.add(&COUNTER, "t", &[] as &[&str], 5.0);
-        families.add(&GAUGE, "t", &["unknown"], 1.0);
-        families.add(&GAUGE, "t", &["unknown"], 3.0);
-        families.add(&GAUGE, "t", &["say \"hi\"\\\nnow ü"], 0.5);
+        let shared: Vec<Arc<str>> = vec![Arc::from("unknown")];
+        families.add_fixed(&GAUGE, "t", &["sms"], 2.0);
+        families.add_fixed(&COUNTER, "t", &[], 5.0);
+        families.add(&GAUGE, "t", &shared, 1.0);
+        families.add_fixed(&GAUGE, "t", &["unknown"], 3.0);
+        families.add_fixed(&GAUGE, "t", &["say \"hi\"\\\nnow ü"], 0.5);
         assert_eq!(
-            families.render(),
+            families.render(0),
             "# HELP test_events_total Events.\n\
              # TYPE test_events_total counter\n\
              test_events_total{tenant=\"t\"} 5\n\

@@ -4,11 +4,13 @@
 //! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
 //! → [`snapshot`] (last good result per tenant and report) → [`collector`] (text format via
 //! [`exposition`]) → [`server`] (secured by [`web_config`]).
-//! [`poller`] runs one poll loop per tenant; [`state`] keeps the usage counters across restarts
-//! (`--state.file`); [`fake`] is the simulated Graph behind `--demo` and the tests.
+//! [`poller`] runs one poll loop per tenant; [`shard`] picks the tenants of this replica;
+//! [`state`] keeps the usage counters across restarts (`--state.file`); [`check`] is the
+//! preflight subcommand; [`fake`] is the simulated Graph behind `--demo` and the tests.
 
 pub mod app;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod labels;
 pub mod poller;
 pub mod reports;
 pub mod server;
+pub mod shard;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
@@ -40,6 +43,14 @@ pub enum Error {
         #[source]
         source: auth::AuthError,
     },
+    /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
+    #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
+    Refused {
+        tenant: String,
+        #[source]
+        source: Box<graph::GraphError>,
+        tenants: usize,
+    },
     #[error("HTTP client: {0}")]
     HttpClient(#[from] graph::GraphError),
     #[error(transparent)]
@@ -52,6 +63,13 @@ pub enum Error {
     Demo(#[from] fake::FakeError),
     #[error("{0}")]
     State(#[from] state::StateError),
+}
+
+fn refused_too(tenants: usize) -> String {
+    match tenants {
+        0 | 1 => String::new(),
+        n => format!(" (the token endpoint refused all {n} tenants; each is logged above)"),
+    }
 }
 
 /// An error and its causes on one line, `outer: inner: ...`, skipping causes whose text the

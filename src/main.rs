@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use entra_authmethods_exporter::{app, cli::Cli, error_chain, telemetry};
+use entra_authmethods_exporter::cli::{Cli, Command};
+use entra_authmethods_exporter::{app, check, error_chain, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -32,12 +33,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let env = |name: &str| std::env::var(name).ok();
     runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        let env = |name: &str| std::env::var(name).ok();
-        match app::run(cli, &env, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
+        let result = match cli.command {
+            // `check` prints its findings on stdout; the exit code says whether they passed.
+            Some(Command::Check { output }) => {
+                check::run(&cli, &env, output, &mut std::io::stdout()).await
+            }
+            None => {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                app::run(cli, &env, shutdown).await.map(|()| true)
+            }
+        };
+        match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(err) => {
                 error!("{}", error_chain(&err));
                 ExitCode::FAILURE

@@ -1,39 +1,185 @@
-//! One poll loop per tenant. Each enabled report runs on its own interval, all of them sharing
-//! the tenant's [`GraphClient`] and therefore its request budget. A completed poll replaces the
-//! report's snapshot; a failed one keeps the last good result until it is too old.
+//! One poll loop per tenant. A tenant first gets a token, retrying for as long as it takes
+//! without holding up the other tenants; then each enabled report runs on its own interval, all
+//! of them sharing the tenant's [`GraphClient`] and therefore its request budget. A completed
+//! poll replaces the report's snapshot; a failed one keeps the last good result until it is too
+//! old.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::credentials::TokenCredential;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::auth::Credential;
 use crate::config::TenantConfig;
-use crate::graph::{GraphClient, GraphError, Unavailability};
+use crate::graph::{self, GraphClient, GraphError, Unavailability};
 use crate::reports::strength::StrengthTable;
 use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
 use crate::snapshot::{Status, Store};
 use crate::state::StateFile;
 
-/// Registers the tenant's reports in the store and polls them until `shutdown`.
+/// Token requests at start that run at once: a thousand tenants start in seconds, without a
+/// thousand connections to the token endpoint.
+pub const STARTUP_TOKEN_REQUESTS: usize = 16;
+/// A tenant without a token asks again after this, doubling up to [`CREDENTIAL_RETRY_MAX`].
+pub const CREDENTIAL_RETRY_MIN: Duration = Duration::from_secs(60);
+pub const CREDENTIAL_RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// A tenant and what its reports are polled with.
+pub struct Tenant {
+    pub config: TenantConfig,
+    pub credential: Arc<Credential>,
+    pub graph: Arc<GraphClient>,
+}
+
+/// How a tenant's first token request went.
+#[derive(Debug)]
+pub enum FirstToken {
+    Ok,
+    /// A failure worth retrying: 5xx, 429, DNS, timeouts, TLS.
+    Failed,
+    /// The token endpoint refused the request (a 4xx other than 429): a wrong secret, an unknown
+    /// tenant or client.
+    Refused {
+        tenant: String,
+        error: GraphError,
+    },
+}
+
+/// What every tenant's start shares: the slots for first token requests, and where each tenant
+/// tells how its first one went.
+pub struct Startup {
+    slots: Semaphore,
+    outcomes: mpsc::UnboundedSender<FirstToken>,
+}
+
+/// Whether the process keeps running after the first token requests.
+#[derive(Debug)]
+pub enum Verdict {
+    /// At least one tenant got a token or may get one later (or there are no tenants).
+    Run,
+    /// Every tenant was refused: the first refusal, and how many tenants there were.
+    AllRefused {
+        tenant: String,
+        error: GraphError,
+        tenants: usize,
+    },
+    /// Shutting down before every tenant had answered.
+    Stopped,
+}
+
+impl Startup {
+    pub fn new() -> (Arc<Startup>, mpsc::UnboundedReceiver<FirstToken>) {
+        let (outcomes, receiver) = mpsc::unbounded_channel();
+        let startup = Startup {
+            slots: Semaphore::new(STARTUP_TOKEN_REQUESTS),
+            outcomes,
+        };
+        (Arc::new(startup), receiver)
+    }
+
+    /// Waits for the first token requests of `tenants` tenants until the process is sure to
+    /// keep running: a single tenant that got a token, or may get one later, is enough.
+    pub async fn verdict(
+        mut outcomes: mpsc::UnboundedReceiver<FirstToken>,
+        tenants: usize,
+        shutdown: &CancellationToken,
+    ) -> Verdict {
+        let mut first_refusal = None;
+        for _ in 0..tenants {
+            let outcome = tokio::select! {
+                outcome = outcomes.recv() => outcome,
+                () = shutdown.cancelled() => return Verdict::Stopped,
+            };
+            match outcome {
+                Some(FirstToken::Refused { tenant, error }) => {
+                    first_refusal.get_or_insert((tenant, error));
+                }
+                Some(FirstToken::Ok | FirstToken::Failed) => return Verdict::Run,
+                None => return Verdict::Stopped,
+            }
+        }
+        match first_refusal {
+            Some((tenant, error)) => Verdict::AllRefused {
+                tenant,
+                error,
+                tenants,
+            },
+            None => Verdict::Run,
+        }
+    }
+}
+
+/// The waits between a tenant's token requests while it has none: 1 minute, doubling up to 30.
+fn credential_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(CREDENTIAL_RETRY_MIN)
+        .with_max_delay(CREDENTIAL_RETRY_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
+/// Registers the tenant's reports in the store, gets its first token (asking again at growing
+/// intervals while it fails: its reports stay pending meanwhile), then polls them until
+/// `shutdown`.
 pub async fn run_tenant(
-    tenant: TenantConfig,
-    graph: Arc<GraphClient>,
+    tenant: Tenant,
+    startup: Arc<Startup>,
     store: Arc<Store>,
     failure_reason_limit: usize,
     strength: Arc<StrengthTable>,
     state: Option<Arc<StateFile<SavedEvents>>>,
     shutdown: CancellationToken,
 ) {
+    let Tenant {
+        config: tenant,
+        credential,
+        graph,
+    } = tenant;
+    let settings: Vec<_> = reports::ALL
+        .iter()
+        .map(|spec| {
+            let settings = tenant.report_settings(spec.name, spec.default_interval);
+            store.register(&tenant.name, spec.name, settings);
+            (*spec, settings)
+        })
+        .collect();
+    let obtained = tokio::select! {
+        obtained = first_token(&tenant.name, &credential, graph.scope(), &startup) => obtained,
+        () = shutdown.cancelled() => return,
+    };
+    store.token_requested(&tenant.name, obtained);
+    if !obtained {
+        let scopes = [graph.scope()];
+        let mut waits = credential_backoff();
+        loop {
+            let wait = waits.next().unwrap_or(CREDENTIAL_RETRY_MAX);
+            debug!(tenant = %tenant.name, retry_in = ?wait, "asking for the tenant's token again later");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let token = tokio::select! {
+                token = credential.get_token(&scopes, None) => token,
+                () = shutdown.cancelled() => return,
+            };
+            if token.is_ok() {
+                store.token_requested(&tenant.name, true);
+                break;
+            }
+        }
+    }
+
     // One context per tenant: its reports share state with each other, never across tenants.
     let context = BuildContext::new(&tenant, failure_reason_limit, strength, state);
     let mut loops = JoinSet::new();
-    for spec in reports::ALL.iter().copied() {
-        let settings = tenant.report_settings(spec.name, spec.default_interval);
-        store.register(&tenant.name, spec.name, settings);
+    for (spec, settings) in settings {
         if !settings.enabled {
             info!(tenant = %tenant.name, report = spec.name, "report disabled in the configuration");
             continue;
@@ -54,6 +200,36 @@ pub async fn run_tenant(
         );
     }
     while loops.join_next().await.is_some() {}
+}
+
+/// The tenant's first token request, within the start-up slots; tells `startup` how it went.
+/// True if it got a token.
+async fn first_token(
+    tenant: &str,
+    credential: &Credential,
+    scope: &str,
+    startup: &Startup,
+) -> bool {
+    let result = {
+        let _slot = startup.slots.acquire().await;
+        credential.get_token(&[scope], None).await
+    };
+    let outcome = match result {
+        Ok(_) => FirstToken::Ok,
+        Err(err) => match graph::token_error(&err) {
+            error @ GraphError::Token {
+                retryable: false, ..
+            } => FirstToken::Refused {
+                tenant: tenant.to_owned(),
+                error,
+            },
+            _ => FirstToken::Failed,
+        },
+    };
+    let obtained = matches!(outcome, FirstToken::Ok);
+    // Nobody listens once the verdict is in; that is fine.
+    let _ = startup.outcomes.send(outcome);
+    obtained
 }
 
 /// How soon a report that waits for another report's first results asks again: its own poll
@@ -189,6 +365,110 @@ mod tests {
 
     fn minutes(backoff: ExponentialBackoff, n: usize) -> Vec<u64> {
         backoff.take(n).map(|d| d.as_secs() / 60).collect()
+    }
+
+    #[test]
+    fn a_tenant_without_a_token_asks_again_from_a_minute_doubling_up_to_half_an_hour() {
+        assert_eq!(
+            minutes(credential_backoff(), 8),
+            [1, 2, 4, 8, 16, 30, 30, 30]
+        );
+    }
+
+    fn refused() -> FirstToken {
+        FirstToken::Refused {
+            tenant: "t".into(),
+            error: GraphError::Token {
+                message: "AADSTS7000215".into(),
+                retryable: false,
+            },
+        }
+    }
+
+    /// Counts token requests in flight; each takes a second.
+    #[derive(Debug, Default)]
+    struct SlowTokens {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for SlowTokens {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            Ok(azure_core::credentials::AccessToken::new(
+                "token",
+                time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            ))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_requests_run_sixteen_at_a_time() {
+        let tokens = Arc::new(SlowTokens::default());
+        let (startup, mut outcomes) = Startup::new();
+        let started = Instant::now();
+        let mut tenants = JoinSet::new();
+        for i in 0..40 {
+            let gauge = prometheus::IntGauge::new("up", "up").unwrap();
+            let credential = Credential::new(&format!("t{i}"), tokens.clone(), gauge);
+            let startup = startup.clone();
+            tenants.spawn(async move {
+                first_token(&format!("t{i}"), &credential, "scope", &startup).await
+            });
+        }
+        while let Some(obtained) = tenants.join_next().await {
+            assert!(obtained.unwrap());
+        }
+        assert_eq!(
+            tokens.most.load(std::sync::atomic::Ordering::SeqCst),
+            STARTUP_TOKEN_REQUESTS
+        );
+        // 40 requests of a second each, 16 at a time: three rounds.
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        for _ in 0..40 {
+            assert!(matches!(outcomes.try_recv(), Ok(FirstToken::Ok)));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_process_ends_only_when_every_tenant_is_refused() {
+        let shutdown = CancellationToken::new();
+        let verdict = |outcomes: Vec<FirstToken>| {
+            let tenants = outcomes.len();
+            let (startup, receiver) = Startup::new();
+            for outcome in outcomes {
+                startup.outcomes.send(outcome).unwrap();
+            }
+            let shutdown = shutdown.clone();
+            async move { Startup::verdict(receiver, tenants, &shutdown).await }
+        };
+        assert!(matches!(
+            verdict(vec![refused(), refused()]).await,
+            Verdict::AllRefused { tenants: 2, .. }
+        ));
+        assert!(matches!(
+            verdict(vec![refused(), FirstToken::Ok]).await,
+            Verdict::Run
+        ));
+        // A passing failure ends nothing, even for a single tenant.
+        assert!(matches!(
+            verdict(vec![FirstToken::Failed]).await,
+            Verdict::Run
+        ));
+        assert!(matches!(
+            verdict(vec![refused(), FirstToken::Failed, refused()]).await,
+            Verdict::Run
+        ));
+        assert!(matches!(verdict(Vec::new()).await, Verdict::Run));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The last good result of every report of every tenant, and its poll state. A poll replaces
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::ReportSettings;
@@ -27,9 +27,39 @@ pub struct MetricDef {
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub metric: &'static MetricDef,
-    /// Values for `metric.labels`, in order.
-    pub labels: Vec<String>,
+    /// Values for `metric.labels`, in order, each shared by every sample that has it: a
+    /// thousand tenants repeat the same methods, features and outcomes.
+    pub labels: Box<[Arc<str>]>,
     pub value: f64,
+}
+
+/// One shared copy of each label value in use.
+fn intern(value: String) -> Arc<str> {
+    /// Values no sample holds any more are let go once the set has doubled since the last
+    /// sweep, so it stays near the number of values in use.
+    struct Interner {
+        values: HashSet<Arc<str>>,
+        swept_at: usize,
+    }
+    static INTERNER: OnceLock<Mutex<Interner>> = OnceLock::new();
+    let interner = INTERNER.get_or_init(|| {
+        Mutex::new(Interner {
+            values: HashSet::new(),
+            swept_at: 0,
+        })
+    });
+    // A panic elsewhere cannot leave the set inconsistent: each change is one insert or retain.
+    let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(shared) = interner.values.get(value.as_str()) {
+        return shared.clone();
+    }
+    if interner.values.len() >= 2 * interner.swept_at.max(512) {
+        interner.values.retain(|v| Arc::strong_count(v) > 1);
+        interner.swept_at = interner.values.len();
+    }
+    let shared: Arc<str> = Arc::from(value);
+    interner.values.insert(shared.clone());
+    shared
 }
 
 /// The metrics one poll of one report produced.
@@ -48,7 +78,7 @@ impl Snapshot {
         debug_assert_eq!(metric.labels.len(), labels.len(), "{}", metric.name);
         self.samples.push(Sample {
             metric,
-            labels,
+            labels: labels.into_iter().map(intern).collect(),
             value,
         });
     }
@@ -64,7 +94,10 @@ impl Snapshot {
     pub fn value(&self, metric: &MetricDef, labels: &[&str]) -> Option<f64> {
         self.samples
             .iter()
-            .filter(|s| std::ptr::eq(s.metric, metric) && s.labels.iter().eq(labels.iter()))
+            .filter(|s| {
+                std::ptr::eq(s.metric, metric)
+                    && s.labels.iter().map(|l| &**l).eq(labels.iter().copied())
+            })
             .map(|s| s.value)
             .reduce(|a, b| a + b)
     }
@@ -134,6 +167,9 @@ pub struct Key {
 #[derive(Debug, Default)]
 pub struct Store {
     reports: RwLock<BTreeMap<Key, ReportState>>,
+    /// Tenants whose first token request has finished: true once they have a token. Only the
+    /// reports of tenants with a token count for readiness.
+    credentials: RwLock<BTreeMap<String, bool>>,
     /// Bumped by every change, so that readers can keep what they derived from the states
     /// until it moves.
     generation: AtomicU64,
@@ -212,13 +248,40 @@ impl Store {
         self.read(|reports| reports.get(&key(tenant, report)).map(|state| state.status))
     }
 
-    /// True once every enabled report has finished its first poll, successful or not.
+    /// Notes how the tenant's latest token request at start went: with a token its reports
+    /// count for readiness; without, they wait and do not.
+    pub fn token_requested(&self, tenant: &str, obtained: bool) {
+        let mut credentials = match self.credentials.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        credentials.insert(tenant.to_owned(), obtained);
+    }
+
+    /// True once every tenant's first token request has finished, and every enabled report of
+    /// every tenant with a token has finished its first poll, successful or not. The reports of
+    /// a tenant without a token do not count, unless no tenant has one: a process that can poll
+    /// nothing is not ready.
     pub fn ready(&self) -> bool {
+        let credentials = match self.credentials.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         self.read(|reports| {
-            reports
-                .values()
-                .filter(|state| state.settings.enabled)
-                .all(|state| state.status != Status::Pending)
+            let mut any_token = false;
+            for (key, state) in reports {
+                match credentials.get(&key.tenant) {
+                    None => return false,
+                    Some(false) => {}
+                    Some(true) => {
+                        any_token = true;
+                        if state.settings.enabled && state.status == Status::Pending {
+                            return false;
+                        }
+                    }
+                }
+            }
+            any_token || reports.is_empty()
         })
     }
 
@@ -303,7 +366,9 @@ mod tests {
     #[test]
     fn ready_after_every_enabled_report_polled_once_even_if_failed() {
         let store = Store::new();
+        assert!(store.ready(), "nothing to poll: a shard without tenants");
         store.register("t", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("t", true);
         store.register("t", "b", settings(true, Duration::from_secs(60)));
         store.register("t", "off", settings(false, Duration::from_secs(60)));
         assert!(!store.ready());
@@ -314,10 +379,38 @@ mod tests {
     }
 
     #[test]
+    fn only_tenants_with_a_token_count_for_readiness() {
+        let store = Store::new();
+        for tenant in ["good", "revoked"] {
+            store.register(tenant, "a", settings(true, Duration::from_secs(60)));
+        }
+        assert!(!store.ready(), "no token requested yet");
+        store.token_requested("good", true);
+        store.record_success("good", "a", Snapshot::default(), Duration::ZERO);
+        assert!(
+            !store.ready(),
+            "the revoked tenant's first request is still running"
+        );
+        store.token_requested("revoked", false);
+        assert!(
+            store.ready(),
+            "the revoked tenant's pending report does not count"
+        );
+        store.token_requested("revoked", true);
+        assert!(!store.ready(), "once it has a token, its first poll counts");
+
+        let store = Store::new();
+        store.register("revoked", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("revoked", false);
+        assert!(!store.ready(), "no tenant has a token: nothing is polled");
+    }
+
+    #[test]
     fn every_change_moves_the_generation_and_repeated_keys_sum() {
         let store = Store::new();
         let start = store.generation();
         store.register("t", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("t", true);
         let registered = store.generation();
         assert!(registered > start);
         let mut snapshot = Snapshot::default();
@@ -333,6 +426,27 @@ mod tests {
         assert!(store.ready());
         let _ = store.states();
         assert_eq!(store.generation(), failed, "reads change nothing");
+    }
+
+    #[test]
+    fn label_values_are_shared_and_let_go_when_unused() {
+        let mut a = Snapshot::default();
+        let mut b = Snapshot::default();
+        a.push(&M, vec!["shared-value".into()], 1.0);
+        b.push(&M, vec!["shared-value".into()], 2.0);
+        assert!(Arc::ptr_eq(
+            &a.samples[0].labels[0],
+            &b.samples[0].labels[0]
+        ));
+        let probe = Arc::downgrade(&a.samples[0].labels[0]);
+        drop((a, b));
+        // Enough new values to make the set sweep: the unused one goes.
+        let mut many = Snapshot::default();
+        for i in 0..4096 {
+            many.push(&M, vec![format!("value-{i}")], 1.0);
+        }
+        assert!(probe.upgrade().is_none(), "an unused value is kept");
+        assert_eq!(many.value(&M, &["value-7"]), Some(1.0));
     }
 
     #[test]

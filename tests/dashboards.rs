@@ -61,10 +61,12 @@ const VARIABLES: [&str; 6] = [
 ];
 
 /// Exporter-level metrics: one series per exporter process, without a tenant label.
-const EXPORTER_LEVEL: [&str; 3] = [
+const EXPORTER_LEVEL: [&str; 5] = [
     "entra_exporter_build_info",
     "entra_exporter_web_config_last_reload_successful",
     "entra_exporter_state_writes_total",
+    "entra_exporter_shard_info",
+    "entra_exporter_shard_tenants",
 ];
 
 /// Series that have no tenant label, so cannot be filtered by it: the process metrics, the
@@ -78,7 +80,7 @@ fn tenantless(metric: &str) -> bool {
 // A small PromQL lexer: enough to find every vector selector with its matchers and every range,
 // without mistaking text inside string literals for either.
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Token {
     Ident(String),
     Str(String),
@@ -681,6 +683,210 @@ fn vars() -> Vars {
         range: "24h".to_owned(),
         period: "d7".to_owned(),
         group: "fido2-pilot|finance".to_owned(),
+    }
+}
+
+/// Aggregation operators of PromQL.
+const AGGREGATIONS: [&str; 12] = [
+    "sum",
+    "count",
+    "avg",
+    "min",
+    "max",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+];
+
+/// An aggregation in a query: its operator, its `by` or `without` labels, and its argument.
+#[derive(Debug)]
+struct Aggregation {
+    op: String,
+    /// `(true, labels)` for `by (labels)`, `(false, labels)` for `without (labels)`.
+    grouping: Option<(bool, Vec<String>)>,
+    argument: Vec<Token>,
+}
+
+impl Aggregation {
+    /// Whether the result keeps one series per scrape target.
+    fn keeps_instance(&self) -> bool {
+        match &self.grouping {
+            Some((true, labels)) => labels.iter().any(|l| l == "instance"),
+            Some((false, labels)) => !labels.iter().any(|l| l == "instance"),
+            None => false,
+        }
+    }
+}
+
+/// Every aggregation of an expression, nested ones included.
+fn aggregations(expr: &str) -> Result<Vec<Aggregation>, String> {
+    let tokens = lex(expr)?;
+    let label_list = |i: &mut usize| -> Vec<String> {
+        let mut labels = Vec::new();
+        *i += 1;
+        while let Some(token) = tokens.get(*i) {
+            *i += 1;
+            match token {
+                Token::Punct(')') => break,
+                Token::Ident(label) => labels.push(label.clone()),
+                _ => {}
+            }
+        }
+        labels
+    };
+    let grouping = |i: &mut usize| -> Option<(bool, Vec<String>)> {
+        let by = match tokens.get(*i) {
+            Some(Token::Ident(w)) if w == "by" => true,
+            Some(Token::Ident(w)) if w == "without" => false,
+            _ => return None,
+        };
+        *i += 1;
+        Some((by, label_list(i)))
+    };
+    let mut found = Vec::new();
+    for start in 0..tokens.len() {
+        let Token::Ident(op) = &tokens[start] else {
+            continue;
+        };
+        if !AGGREGATIONS.contains(&op.as_str()) {
+            continue;
+        }
+        let mut i = start + 1;
+        let mut group = grouping(&mut i);
+        if tokens.get(i) != Some(&Token::Punct('(')) {
+            continue;
+        }
+        let mut depth = 0;
+        let mut argument = Vec::new();
+        while let Some(token) = tokens.get(i) {
+            i += 1;
+            match token {
+                Token::Punct('(') => depth += 1,
+                Token::Punct(')') => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+            argument.push(token.clone());
+        }
+        group = group.or_else(|| grouping(&mut i));
+        found.push(Aggregation {
+            op: op.clone(),
+            grouping: group,
+            argument,
+        });
+    }
+    Ok(found)
+}
+
+/// A series each exporter process (or scrape target) serves once, whatever its tenants: with
+/// several replicas or shards there is one per replica.
+fn per_replica(metric: &str) -> bool {
+    metric == "up"
+        || (tenantless(metric) && !metric.starts_with("entra_authmethods:alert_threshold:"))
+}
+
+/// Why `expr` would add up or merge replicas' series: a tenant's series come from exactly one
+/// replica, so sums over tenants never double count, but an aggregation over a per-replica
+/// series (the process, build info, shard info) that drops `instance` counts each replica.
+fn double_counts(expr: &str) -> Vec<String> {
+    match aggregations(expr) {
+        Err(e) => vec![e],
+        Ok(aggregations) => aggregations
+            .iter()
+            .filter(|agg| !agg.keeps_instance())
+            .filter_map(|agg| {
+                let metric = agg.argument.iter().find_map(|token| match token {
+                    Token::Ident(word) if per_replica(word) => Some(word.clone()),
+                    _ => None,
+                })?;
+                Some(format!(
+                    "{} over the per-replica {metric} without `by (instance, ...)`",
+                    agg.op
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// Every expression of the rule file: recording rules and alerts.
+fn rule_expressions() -> Vec<(String, String)> {
+    let rules = common::repo_yaml("deploy/prometheus/entra-authmethods.rules.yml");
+    rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+        .map(|rule| {
+            let name = rule["alert"]
+                .as_str()
+                .or(rule["record"].as_str())
+                .unwrap_or_default();
+            (
+                name.to_owned(),
+                rule["expr"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// With several shards, a tenant's series come from exactly one replica (tests/sharding.rs), so
+/// sums over tenants count each tenant once; what could count twice is a per-replica series
+/// aggregated across replicas. No panel, variable, annotation or rule does that.
+#[test]
+fn no_query_adds_up_the_replicas_of_a_sharded_exporter() {
+    let mut found = Vec::new();
+    for query in dashboards::all_queries() {
+        for problem in double_counts(&query.expr) {
+            found.push(format!("{} / {}: {problem}", query.dashboard, query.title));
+        }
+    }
+    let expressions = rule_expressions();
+    assert!(expressions.len() > 40, "{}", expressions.len());
+    for (name, expr) in expressions {
+        for problem in double_counts(&expr) {
+            found.push(format!("rule {name}: {problem}"));
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn the_double_count_check_tells_per_replica_aggregations() {
+    for (expr, problems) in [
+        ("sum(process_resident_memory_bytes)", 1),
+        ("sum(entra_exporter_shard_tenants) by (job)", 1),
+        ("count(entra_exporter_build_info) > 1", 1),
+        (
+            "max by (instance, job) (process_threads and on (instance, job) x)",
+            0,
+        ),
+        ("sum without (version) (entra_exporter_build_info)", 0),
+        (
+            "sum by (tenant) (entra_exporter_report_up{tenant=~\"$tenant\"})",
+            0,
+        ),
+        (
+            "x > scalar(max(entra_authmethods:alert_threshold:coverage_drop))",
+            0,
+        ),
+        ("avg(up{job=\"entra-authmethods-exporter\"})", 1),
+        (
+            "max by (instance) (sum without (pid) (process_open_fds))",
+            0,
+        ),
+    ] {
+        assert_eq!(
+            double_counts(expr).len(),
+            problems,
+            "{expr}: {:?}",
+            double_counts(expr)
+        );
     }
 }
 

@@ -97,10 +97,17 @@ fn optional_tool(program: &str, args: &[&str]) -> Option<Output> {
 /// parses and validates the whole file, reading secret files, but polls the built-in simulated
 /// tenant). Ok once it listens; Err with its log when it exits first.
 fn exporter_accepts(config: &str) -> Result<(), String> {
+    exporter_accepts_with(config, &[], &[])
+}
+
+/// [`exporter_accepts`] with more flags and environment variables.
+fn exporter_accepts_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(config.as_bytes()).expect("write config");
     let mut child = common::demo_command()
         .arg(format!("--config.file={}", file.path().display()))
+        .args(args)
+        .envs(env.iter().copied())
         .spawn()
         .expect("exporter starts");
     let (send, lines) = mpsc::channel();
@@ -705,7 +712,7 @@ fn manifest_files() -> Vec<String> {
     files
 }
 
-/// The single object in a manifest file.
+/// The single object in a manifest file (a path below deploy/kubernetes).
 fn manifest(file: &str, kind: &str) -> Value {
     let docs = yaml_docs(&kubernetes().join(file));
     assert_eq!(docs.len(), 1, "{file}: one object expected");
@@ -966,8 +973,9 @@ fn the_state_file_is_on_a_writable_volume_that_outlives_the_pod() {
     );
 }
 
-#[test]
-fn configmap_config_is_accepted_by_the_exporter() {
+/// The ConfigMap's config.yaml, its secret file replaced by a readable one (kept while the
+/// guard lives).
+fn configmap_config() -> (String, tempfile::NamedTempFile) {
     let configmap = manifest("configmap.yaml", "ConfigMap");
     let config = str_of(&configmap["data"]["config.yaml"], "config");
     let secret_path = str_of(
@@ -975,7 +983,12 @@ fn configmap_config_is_accepted_by_the_exporter() {
         "client_secret_file",
     )
     .to_owned();
-    let (config, _secret) = with_secret_file(config, &secret_path);
+    with_secret_file(config, &secret_path)
+}
+
+#[test]
+fn configmap_config_is_accepted_by_the_exporter() {
+    let (config, _secret) = configmap_config();
     exporter_accepts(&config).unwrap_or_else(|e| panic!("configmap config.yaml: {e}"));
     // The check can fail: an unknown key is refused.
     assert!(exporter_accepts(&format!("{config}\nno_such_key: 1\n")).is_err());
@@ -1076,12 +1089,8 @@ fn prometheusrule_is_the_rule_file_and_is_regenerated() {
     );
 }
 
-#[test]
-fn kubernetes_validate_accepts_the_manifests() {
-    let files: Vec<String> = manifest_files()
-        .into_iter()
-        .map(|f| format!("deploy/kubernetes/{f}"))
-        .collect();
+/// Runs kubernetes-validate on the files (paths from the repository root).
+fn kubernetes_validate(files: &[String]) {
     let mut args = vec!["--strict", "--quiet"];
     args.extend(files.iter().map(String::as_str));
     let Some(output) = required_tool(
@@ -1095,6 +1104,15 @@ fn kubernetes_validate_accepts_the_manifests() {
     // CRDs (ServiceMonitor, PrometheusRule) have no schema there: a warning, checked above.
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("ERROR"), "{stdout}");
+}
+
+#[test]
+fn kubernetes_validate_accepts_the_manifests() {
+    let files: Vec<String> = manifest_files()
+        .into_iter()
+        .map(|f| format!("deploy/kubernetes/{f}"))
+        .collect();
+    kubernetes_validate(&files);
 }
 
 #[test]
@@ -1126,6 +1144,241 @@ fn kustomize_builds_the_manifests() {
     for doc in docs.iter().filter(|d| d["kind"] != "Namespace") {
         assert_eq!(doc["metadata"]["namespace"], namespace, "{}", doc["kind"]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes, sharded
+
+fn sharded() -> PathBuf {
+    kubernetes().join("sharded")
+}
+
+fn statefulset() -> Value {
+    manifest("sharded/statefulset.yaml", "StatefulSet")
+}
+
+fn container_args(container: &Value) -> Vec<String> {
+    container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| str_of(a, "arg").to_owned())
+        .collect()
+}
+
+/// M, from `--total-shards=M` among the container's arguments.
+fn total_shards(container: &Value) -> u64 {
+    container_args(container)
+        .iter()
+        .find_map(|a| a.strip_prefix("--total-shards=")?.parse().ok())
+        .expect("--total-shards=M")
+}
+
+#[test]
+fn the_statefulset_runs_the_deployments_pod_as_m_shards() {
+    let statefulset = statefulset();
+    let spec = &statefulset["spec"];
+    let mut template = spec["template"].clone();
+    let container = template["spec"]["containers"][0].clone();
+    assert_eq!(
+        spec["replicas"].as_u64(),
+        Some(total_shards(&container)),
+        "replicas and --total-shards"
+    );
+    let args = container_args(&container);
+    assert!(args.contains(&"--shard=auto".to_owned()), "{args:?}");
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])
+    );
+    assert!(labels_match(
+        &spec["selector"]["matchLabels"],
+        &template["metadata"]["labels"]
+    ));
+    let service = manifest("sharded/service.yaml", "Service");
+    assert_eq!(spec["serviceName"], service["metadata"]["name"]);
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+
+    // Each pod has a state volume of its own, claimed like the Deployment's one PVC.
+    let claim = manifest("persistentvolumeclaim.yaml", "PersistentVolumeClaim");
+    let claims = spec["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0]["metadata"]["name"], "state");
+    assert_eq!(claims[0]["spec"], claim["spec"]);
+
+    // Apart from the shard flags, POD_NAME and where the state volume comes from, the pod is
+    // the Deployment's: probes, limits, security, mounts, the state file. A change to one that
+    // the other lacks fails here.
+    let exporter = &mut template["spec"]["containers"][0];
+    exporter.as_object_mut().expect("container").remove("env");
+    exporter["args"] = serde_json::json!(
+        args.iter()
+            .filter(|a| !a.starts_with("--total-shards=") && !a.starts_with("--shard="))
+            .collect::<Vec<_>>()
+    );
+    let mut single = deployment()["spec"]["template"].clone();
+    single["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .retain(|volume| volume["name"] != "state");
+    assert_eq!(template, single);
+}
+
+#[test]
+fn the_sharded_service_is_headless_and_every_pod_is_scraped() {
+    let statefulset = statefulset();
+    let pod_labels = &statefulset["spec"]["template"]["metadata"]["labels"];
+    let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
+    let service = manifest("sharded/service.yaml", "Service");
+    assert_eq!(
+        service["metadata"]["name"], JOB,
+        "the scrape job keeps its name"
+    );
+    assert_eq!(service["spec"]["clusterIP"], "None", "headless");
+    assert!(labels_match(&service["spec"]["selector"], pod_labels));
+    let port = &service["spec"]["ports"][0];
+    assert_eq!(port["name"], "metrics");
+    assert_eq!(port["port"].as_u64(), Some(metrics_port(container)));
+
+    let monitor = manifest("sharded/servicemonitor.yaml", "ServiceMonitor");
+    assert!(labels_match(
+        &monitor["spec"]["selector"]["matchLabels"],
+        &service["metadata"]["labels"]
+    ));
+    let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["port"], "metrics");
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    assert_eq!(
+        endpoints[0]["relabelings"],
+        serde_json::json!([{"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"}]),
+        "instance is the pod's name"
+    );
+    // The shared NetworkPolicy admits Prometheus to every shard.
+    let policy = manifest("networkpolicy.yaml", "NetworkPolicy");
+    assert!(labels_match(
+        &policy["spec"]["podSelector"]["matchLabels"],
+        pod_labels
+    ));
+}
+
+#[test]
+fn the_sharded_kustomization_shares_the_config_and_replaces_the_deployment() {
+    let sharded_kustomization = yaml(&sharded().join("kustomization.yaml"));
+    let resources: Vec<&str> = sharded_kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| str_of(r, "resource"))
+        .collect();
+    for resource in &resources {
+        assert!(sharded().join(resource).is_file(), "{resource}");
+    }
+    for file in ["statefulset.yaml", "service.yaml", "servicemonitor.yaml"] {
+        assert!(resources.contains(&file), "{file}");
+    }
+    for shared in [
+        "../namespace.yaml",
+        "../serviceaccount.yaml",
+        "../configmap.yaml",
+        "../networkpolicy.yaml",
+        "../prometheusrule.yaml",
+    ] {
+        assert!(resources.contains(&shared), "{shared}");
+    }
+    for single in [
+        "../deployment.yaml",
+        "../service.yaml",
+        "../servicemonitor.yaml",
+    ] {
+        assert!(
+            !resources.contains(&single),
+            "{single} in the sharded layout"
+        );
+    }
+    assert_eq!(
+        sharded_kustomization["namespace"],
+        kustomization()["namespace"]
+    );
+    assert_eq!(sharded_kustomization["images"], kustomization()["images"]);
+    for entry in std::fs::read_dir(sharded()).expect("sharded") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            assert!(resources.contains(&name.as_str()), "{name} is not listed");
+        }
+    }
+}
+
+#[test]
+fn the_exporter_accepts_the_statefulset_arguments_as_pod_two() {
+    let statefulset = statefulset();
+    let container = &statefulset["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container_args(container)
+        .into_iter()
+        .filter(|a| a.starts_with("--total-shards=") || a.starts_with("--shard="))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (config, _secret) = configmap_config();
+    let last = format!("entra-authmethods-exporter-{}", total_shards(container) - 1);
+    exporter_accepts_with(&config, &args, &[("POD_NAME", &last)])
+        .unwrap_or_else(|e| panic!("pod {last}: {e}"));
+    // One past the last pod is refused: the flags are checked, not ignored.
+    let beyond = format!("entra-authmethods-exporter-{}", total_shards(container));
+    assert!(exporter_accepts_with(&config, &args, &[("POD_NAME", &beyond)]).is_err());
+}
+
+#[test]
+fn kubernetes_validate_accepts_the_sharded_manifests() {
+    let files = ["statefulset.yaml", "service.yaml", "servicemonitor.yaml"]
+        .map(|f| format!("deploy/kubernetes/sharded/{f}"));
+    kubernetes_validate(&files);
+}
+
+#[test]
+fn kustomize_builds_the_sharded_manifests() {
+    let Some(output) = optional_tool(
+        "kubectl",
+        &[
+            "kustomize",
+            "--load-restrictor=LoadRestrictionsNone",
+            "deploy/kubernetes/sharded",
+        ],
+    ) else {
+        return;
+    };
+    assert_success("kubectl kustomize", &output);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&output.stdout))
+        .expect("kustomize output parses");
+    let count = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).count();
+    for (kind, expected) in [
+        ("StatefulSet", 1),
+        ("Deployment", 0),
+        ("Service", 1),
+        ("ServiceMonitor", 1),
+        ("ConfigMap", 1),
+        ("Namespace", 1),
+        ("ServiceAccount", 1),
+        ("NetworkPolicy", 1),
+        ("PrometheusRule", 1),
+        ("Secret", 0),
+    ] {
+        assert_eq!(count(kind), expected, "{kind}");
+    }
+    let namespace = kustomization()["namespace"].clone();
+    for doc in docs.iter().filter(|d| d["kind"] != "Namespace") {
+        assert_eq!(doc["metadata"]["namespace"], namespace, "{}", doc["kind"]);
+    }
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("Service");
+    assert_eq!(service["spec"]["clusterIP"], "None");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,16 +29,37 @@ async fn wrong_client_secret_is_a_one_line_error() {
     );
 }
 
+/// A certificate the exporter does not trust is not the token endpoint refusing the tenant: it
+/// may be a proxy being replaced. The process keeps running, says why once, and asks again.
 #[tokio::test(flavor = "multi_thread")]
-async fn untrusted_certificate_is_refused() {
+async fn untrusted_certificate_is_a_failing_credential_not_an_exit() {
     let fake = fake(quiet()).await;
     // --graph.ca-file names a CA that did not sign the fake's certificate.
     let other = common::fake(quiet()).await;
-    let (output, stderr) = run(command_for(&fake, &ca_file(&other)));
-    assert!(!output.status.success(), "{stderr}");
-    let errors = error_lines(&stderr);
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].to_lowercase().contains("certificate"), "{stderr}");
+    let ca = ca_file(&other);
+    let mut exporter = common::Exporter::spawn(command_for(&fake, &ca), Vec::new()).await;
+    let credential_up = format!(
+        r#"entra_exporter_credential_up{{tenant="{}"}}"#,
+        common::TENANT
+    );
+    exporter
+        .wait_for_metrics("the failed token request", |text| {
+            common::value(text, &credential_up) == Some(0.0)
+        })
+        .await;
+    exporter.wait_for_log("token request failed").await;
+    let warnings: Vec<String> = exporter
+        .logs()
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("token request failed"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", exporter.logs());
+    assert!(
+        warnings[0].to_lowercase().contains("certificate"),
+        "{warnings:?}"
+    );
+    assert!(exporter.running());
     assert_eq!(fake.tokens_issued(), 0);
 }
 

@@ -29,7 +29,7 @@ use super::groups::{member_page, transitive_members};
 use super::server::FakeResponse;
 use super::stats;
 use super::users::{UserRoles, UserTypes, user_id};
-use super::{FakeGroup, Fault};
+use super::{FakeGroup, Fault, LoggedRequest};
 
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 const ENTRA_JSON: &str = "application/json; charset=utf-8";
@@ -51,6 +51,10 @@ const CUT_SHORT_PAUSE: Duration = Duration::from_millis(50);
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) tenant_id: String,
+    /// Every tenant served, `tenant_id` first; a tenant's index is its place here.
+    pub(crate) tenant_ids: Vec<String>,
+    /// Whether [`State::log`] keeps every request.
+    pub(crate) record_requests: bool,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
     pub(crate) page_size: usize,
@@ -60,28 +64,35 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
 }
 
+/// Where a fault or a retirement applies: every tenant, or the one with this id.
+type Scope = Option<String>;
+
 pub(crate) struct State {
-    pub(crate) sim: Simulation,
-    /// access token -> expiry.
-    tokens: HashMap<String, Instant>,
+    /// Each tenant's data, by tenant index.
+    pub(crate) sims: Vec<Simulation>,
+    /// access token -> (expiry, tenant index).
+    tokens: HashMap<String, (Instant, usize)>,
     pub(crate) tokens_issued: usize,
     /// Graph path+query (as received) -> count. Keys are distinct targets,
     /// which grow only with paging cursors: small for test and demo runs.
     graph_requests: HashMap<String, usize>,
     /// FIFO of one-shot faults per key, in the order keys were first used.
-    faults: Vec<(String, VecDeque<Fault>)>,
-    retired: Vec<(String, u16)>,
+    faults: Vec<(Scope, String, VecDeque<Fault>)>,
+    retired: Vec<(Scope, String, u16)>,
+    /// Every request in order, when asked for.
+    pub(crate) log: Option<Vec<LoggedRequest>>,
 }
 
 impl State {
-    pub(crate) fn new(sim: Simulation) -> Self {
+    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool) -> Self {
         State {
-            sim,
+            sims,
             tokens: HashMap::new(),
             tokens_issued: 0,
             graph_requests: HashMap::new(),
             faults: Vec::new(),
             retired: Vec::new(),
+            log: record_requests.then(Vec::new),
         }
     }
 
@@ -93,33 +104,47 @@ impl State {
             .sum()
     }
 
-    pub(crate) fn inject(&mut self, key: &str, fault: Fault) {
-        match self.faults.iter_mut().find(|(k, _)| k == key) {
-            Some((_, queue)) => queue.push_back(fault),
-            None => self.faults.push((key.to_owned(), VecDeque::from([fault]))),
+    pub(crate) fn inject(&mut self, scope: Scope, key: &str, fault: Fault) {
+        match self
+            .faults
+            .iter_mut()
+            .find(|(s, k, _)| *s == scope && k == key)
+        {
+            Some((_, _, queue)) => queue.push_back(fault),
+            None => self
+                .faults
+                .push((scope, key.to_owned(), VecDeque::from([fault]))),
         }
     }
 
-    pub(crate) fn retire(&mut self, key: &str, status: u16) {
-        match self.retired.iter_mut().find(|(k, _)| k == key) {
-            Some((_, s)) => *s = status,
-            None => self.retired.push((key.to_owned(), status)),
+    pub(crate) fn retire(&mut self, scope: Scope, key: &str, status: u16) {
+        match self
+            .retired
+            .iter_mut()
+            .find(|(s, k, _)| *s == scope && k == key)
+        {
+            Some((_, _, s)) => *s = status,
+            None => self.retired.push((scope, key.to_owned(), status)),
         }
     }
 
+    /// Lifts the retirement of `key`, in every tenant it was retired for.
     pub(crate) fn restore(&mut self, key: &str) {
-        self.retired.retain(|(k, _)| k != key);
+        self.retired.retain(|(_, k, _)| k != key);
     }
 
     pub(crate) fn clear_faults(&mut self) -> usize {
-        let pending = self.faults.iter().map(|(_, queue)| queue.len()).sum();
+        let pending = self.faults.iter().map(|(_, _, queue)| queue.len()).sum();
         self.faults.clear();
         pending
     }
 
-    fn take_fault(&mut self, target: &Target) -> Option<Fault> {
-        let pos = self.faults.iter().position(|(k, _)| target.matches(k))?;
-        let queue = &mut self.faults.get_mut(pos)?.1;
+    fn take_fault(&mut self, target: &Target, tenant: Option<&str>) -> Option<Fault> {
+        let pos = self
+            .faults
+            .iter()
+            .position(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))?;
+        let queue = &mut self.faults.get_mut(pos)?.2;
         let fault = queue.pop_front();
         if queue.is_empty() {
             self.faults.remove(pos);
@@ -127,17 +152,41 @@ impl State {
         fault
     }
 
-    fn retired_status(&self, target: &Target) -> Option<u16> {
+    fn retired_status(&self, target: &Target, tenant: Option<&str>) -> Option<u16> {
         self.retired
             .iter()
-            .find(|(k, _)| target.matches(k))
-            .map(|(_, s)| *s)
+            .find(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))
+            .map(|(_, _, s)| *s)
     }
 
-    fn token_valid(&self, token: &str) -> bool {
+    /// What a request should suffer instead of a normal answer: the status of a retired
+    /// path, else the next queued fault (consumed).
+    fn misbehaviour(
+        &mut self,
+        target: &Target,
+        tenant: Option<&str>,
+    ) -> (Option<u16>, Option<Fault>) {
+        let retired = self.retired_status(target, tenant);
+        let fault = retired
+            .is_none()
+            .then(|| self.take_fault(target, tenant))
+            .flatten();
+        (retired, fault)
+    }
+
+    /// The tenant index of a token the fake issued that has not expired.
+    fn token_tenant(&self, token: &str) -> Option<usize> {
         self.tokens
             .get(token)
-            .is_some_and(|expiry| *expiry > Instant::now())
+            .filter(|(expiry, _)| *expiry > Instant::now())
+            .map(|(_, tenant)| *tenant)
+    }
+}
+
+fn in_scope(scope: &Scope, tenant: Option<&str>) -> bool {
+    match scope {
+        None => true,
+        Some(id) => tenant.is_some_and(|t| t.eq_ignore_ascii_case(id)),
     }
 }
 
@@ -145,6 +194,13 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not take the fake down with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The index of a tenant the fake serves, by id (any case).
+    pub(crate) fn tenant_index(&self, tenant_id: &str) -> Option<usize> {
+        self.tenant_ids
+            .iter()
+            .position(|id| id.eq_ignore_ascii_case(tenant_id))
     }
 }
 
@@ -277,6 +333,7 @@ impl Reply {
 }
 
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeResponse {
+    let arrived = Instant::now();
     let ids = Ids::new(req.headers());
     let raw = req
         .uri()
@@ -284,17 +341,32 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
         .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
     let target = Target::new(&raw);
     let path = percent_decode(req.uri().path());
-    if let Some(tenant) = token_tenant(&path) {
-        let tenant = tenant.to_owned();
-        return token(shared, req, &target, &tenant, &ids)
-            .await
-            .into_response(&ids, false);
+    let (tenant, response) = if let Some(tenant) = token_tenant(&path) {
+        let tenant = shared.tenant_index(tenant);
+        let reply = token(shared, req, &target, tenant, &ids).await;
+        (tenant, reply.into_response(&ids, false))
+    } else {
+        // Only the log needs to know whose request this is before it is answered.
+        let tenant = shared
+            .record_requests
+            .then(|| bearer(req.headers()).and_then(|token| shared.lock().token_tenant(token)))
+            .flatten();
+        let route = Route::parse(&path);
+        let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
+        let reply = graph(shared, req, &target, &path, route, &ids).await;
+        (tenant, reply.into_response(&ids, is_legacy_report))
+    };
+    if shared.record_requests
+        && let Some(log) = &mut shared.lock().log
+    {
+        log.push(LoggedRequest {
+            tenant: tenant.and_then(|index| shared.tenant_ids.get(index).cloned()),
+            target: raw,
+            at: arrived,
+            status: response.status().as_u16(),
+        });
     }
-    let route = Route::parse(&path);
-    let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
-    graph(shared, req, &target, &path, route, &ids)
-        .await
-        .into_response(&ids, is_legacy_report)
+    response
 }
 
 /// `Some(tenant)` for `/{tenant}/oauth2/v2.0/token`.
@@ -473,22 +545,16 @@ fn graph_error_code(status: StatusCode) -> &'static str {
 
 // ---- token endpoint ----
 
+/// `tenant` is the index of the tenant in the path, `None` for one the fake does not serve.
 async fn token(
     shared: &Shared,
     req: Request<Incoming>,
     target: &Target,
-    tenant: &str,
+    tenant: Option<usize>,
     ids: &Ids,
 ) -> Reply {
-    let (retired, fault) = {
-        let mut state = shared.lock();
-        let retired = state.retired_status(target);
-        let fault = retired
-            .is_none()
-            .then(|| state.take_fault(target))
-            .flatten();
-        (retired, fault)
-    };
+    let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
+    let (retired, fault) = shared.lock().misbehaviour(target, tenant_id);
     if let Some(status) = retired {
         return retired_reply(status, &target.decoded, Flavor::Entra, ids);
     }
@@ -497,7 +563,7 @@ async fn token(
         FaultEffect::Reshape(reshape) => Some(reshape),
         FaultEffect::None => None,
     };
-    let reply = issue_token(shared, req, tenant, ids).await;
+    let reply = issue_token(shared, req, target, tenant, ids).await;
     match reshape {
         Some(reshape) if reply.status == StatusCode::OK => {
             reshape
@@ -508,8 +574,15 @@ async fn token(
     }
 }
 
-/// The token endpoint's normal answer.
-async fn issue_token(shared: &Shared, req: Request<Incoming>, tenant: &str, ids: &Ids) -> Reply {
+/// The token endpoint's normal answer; `tenant` as for [`token`].
+async fn issue_token(
+    shared: &Shared,
+    req: Request<Incoming>,
+    target: &Target,
+    tenant: Option<usize>,
+    ids: &Ids,
+) -> Reply {
+    let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
     if req.method() != Method::POST {
         return entra_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -538,15 +611,16 @@ async fn issue_token(shared: &Shared, req: Request<Incoming>, tenant: &str, ids:
     let field = |name: &str| form.get(name).map_or("", String::as_str);
 
     // Entra reports each mistake differently; tests assert only on 401.
-    if !tenant.eq_ignore_ascii_case(&shared.tenant_id) {
+    let Some((tenant, tenant_id)) = tenant.zip(tenant_id) else {
+        let asked = token_tenant(&target.decoded).unwrap_or_default();
         return entra_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             90002,
-            &format!("Tenant '{tenant}' not found."),
+            &format!("Tenant '{asked}' not found."),
             ids,
         );
-    }
+    };
     if field("grant_type") != "client_credentials" {
         return entra_error(
             StatusCode::BAD_REQUEST,
@@ -564,7 +638,7 @@ async fn issue_token(shared: &Shared, req: Request<Incoming>, tenant: &str, ids:
             &format!(
                 "Application with identifier '{}' was not found in the directory '{}'.",
                 field("client_id"),
-                shared.tenant_id
+                tenant_id
             ),
             ids,
         );
@@ -595,10 +669,10 @@ async fn issue_token(shared: &Shared, req: Request<Incoming>, tenant: &str, ids:
     {
         let mut state = shared.lock();
         let now = Instant::now();
-        state.tokens.retain(|_, expiry| *expiry > now);
+        state.tokens.retain(|_, (expiry, _)| *expiry > now);
         state
             .tokens
-            .insert(access_token.clone(), now + shared.token_lifetime);
+            .insert(access_token.clone(), (now + shared.token_lifetime, tenant));
         state.tokens_issued += 1;
     }
     let lifetime = shared.token_lifetime.as_secs();
@@ -913,24 +987,21 @@ async fn graph(
     let (authorized, retired, fault) = {
         let mut state = shared.lock();
         *state.graph_requests.entry(target.raw.clone()).or_default() += 1;
-        let authorized = bearer(req.headers()).map(|t| state.token_valid(t));
-        let (retired, fault) = if authorized == Some(true) {
-            let retired = state.retired_status(target);
-            let fault = retired
-                .is_none()
-                .then(|| state.take_fault(target))
-                .flatten();
-            (retired, fault)
-        } else {
-            (None, None)
+        let authorized = bearer(req.headers()).map(|t| state.token_tenant(t));
+        let (retired, fault) = match authorized {
+            Some(Some(tenant)) => {
+                let tenant_id = shared.tenant_ids.get(tenant).map(String::as_str);
+                state.misbehaviour(target, tenant_id)
+            }
+            _ => (None, None),
         };
         (authorized, retired, fault)
     };
-    match authorized {
-        Some(true) => {}
-        Some(false) => return unauthorized("Access token has expired or is not yet valid.", ids),
+    let tenant = match authorized {
+        Some(Some(tenant)) => tenant,
+        Some(None) => return unauthorized("Access token has expired or is not yet valid.", ids),
         None => return unauthorized("Access token is empty.", ids),
-    }
+    };
     if let Some(status) = retired {
         return retired_reply(status, path, Flavor::Graph, ids);
     }
@@ -965,7 +1036,7 @@ async fn graph(
         Ok(query) => query,
         Err(message) => return bad_request(&message),
     };
-    let (body, listed) = match report(shared, route, &query, include_unknown) {
+    let (body, listed) = match report(shared, tenant, route, &query, include_unknown) {
         Ok(page) => page,
         Err(ReportError::BadArgument(message)) => return bad_request(&message),
         Err(ReportError::NotFound(id)) => {
@@ -999,8 +1070,10 @@ async fn graph(
         Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),
         None => (reply, true),
     };
-    if let Some(seqs) = listed.filter(|_| rows_kept) {
-        shared.lock().sim.mark_listed(seqs);
+    if let Some(seqs) = listed.filter(|_| rows_kept)
+        && let Some(sim) = shared.lock().sims.get_mut(tenant)
+    {
+        sim.mark_listed(seqs);
     }
     if include_unknown {
         reply.with_header(
@@ -1107,6 +1180,7 @@ struct Collection<T> {
 /// millisecond.
 fn report(
     shared: &Shared,
+    tenant: usize,
     route: Route,
     query: &Query,
     include_unknown: bool,
@@ -1140,8 +1214,10 @@ fn report(
         })
     };
     let mut state = shared.lock();
-    state.sim.advance(now);
-    let sim = &mut state.sim;
+    let Some(sim) = state.sims.get_mut(tenant) else {
+        return Err(ReportError::NotFound(format!("tenant {tenant}")));
+    };
+    sim.advance(now);
     let seed = sim.seed();
     let mut listed = None;
     let body = match route {

@@ -49,13 +49,23 @@
 //! million users costs no memory; tenant-wide counts are computed on first
 //! use and then kept up to date.
 //!
+//! One fake serves [`FakeGraphOptions::tenants`] tenants, as a multi-tenant
+//! app registration sees them: the same client id and secret get a token in
+//! each, and a token reads only the data of the tenant it was issued in. The
+//! first tenant is [`FakeGraphOptions::tenant_id`]; the others have their own
+//! ids ([`FakeGraph::tenant_ids`]) and their own data (the same options, the
+//! seed plus the tenant's index).
+//!
 //! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
 //! off on the wire, invalid JSON, paging loops, empty or shortened lists),
 //! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
-//! token endpoint included), and read [`FakeGraph::listed_usage_events`] to
-//! know exactly which events a client could have seen; [`serve_recorder`]
-//! provides a "foreign host" that counts requests and bearer tokens sent to it.
+//! token endpoint included), in every tenant or, with
+//! [`FakeGraph::inject_for`] and [`FakeGraph::retire_for`], in one. They read
+//! [`FakeGraph::listed_usage_events`] to know exactly which events a client
+//! could have seen; [`FakeGraphOptions::record_requests`] keeps an ordered log
+//! of every request ([`FakeGraph::request_log`]); [`serve_recorder`] provides a
+//! "foreign host" that counts requests and bearer tokens sent to it.
 
 mod data;
 mod graph;
@@ -79,6 +89,9 @@ pub use server::{Recorder, serve_recorder};
 
 use data::Simulation;
 use graph::{Shared, State};
+
+/// The `id` stream of the extra tenants' ids.
+const STREAM_TENANT: u64 = 10;
 
 /// Knobs for the simulated tenant. `Default` gives a lively demo.
 #[derive(Debug, Clone)]
@@ -113,6 +126,10 @@ pub struct FakeGraphOptions {
     pub scenario: Scenario,
     /// Groups for the member lists; the default is the demo's.
     pub groups: Vec<FakeGroup>,
+    /// Tenants served, `tenant_id` first; at least 1.
+    pub tenants: usize,
+    /// Keep a log of every request, in order of arrival ([`FakeGraph::request_log`]).
+    pub record_requests: bool,
 }
 
 /// A group of the simulated tenant.
@@ -160,8 +177,24 @@ impl Default for FakeGraphOptions {
             registration_drift_per_hour: 30.0,
             scenario: Scenario::Steady,
             groups: groups::demo_groups(USERS),
+            tenants: 1,
+            record_requests: false,
         }
     }
+}
+
+/// A request as the fake received it, for tests that check order and timing.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    /// The tenant: of the bearer token for Graph, of the path for the token
+    /// endpoint; `None` when neither names a tenant the fake serves.
+    pub tenant: Option<String>,
+    /// Path and query as received.
+    pub target: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
+    /// The status answered.
+    pub status: u16,
 }
 
 /// An SSPR or registration attempt, as `userCredentialUsageDetails` reports it.
@@ -258,19 +291,43 @@ impl FakeGraph {
                 "registration_drift_per_hour must be a finite number >= 0",
             ));
         }
+        if opts.tenants == 0 {
+            return Err(FakeError::InvalidOptions("tenants must be at least 1"));
+        }
         let (ca_pem, tls) = tls::generate_ca_and_leaf()?;
         let tls = Arc::new(tls);
         let (listener, addr) = server::bind_loopback().await?;
+        let now = SystemTime::now();
+        let tenant_ids: Vec<String> = std::iter::once(opts.tenant_id.clone())
+            .chain(
+                (1..opts.tenants)
+                    .map(|index| data::uuid_like(opts.seed, STREAM_TENANT, index as u64)),
+            )
+            .collect();
+        let sims = (0..opts.tenants)
+            .map(|index| {
+                let seed = opts.seed.wrapping_add(index as u64);
+                Simulation::new(
+                    &FakeGraphOptions {
+                        seed,
+                        ..opts.clone()
+                    },
+                    now,
+                )
+            })
+            .collect();
         let shared = Arc::new(Shared {
             base_url: server::https_url(addr),
             tenant_id: opts.tenant_id.clone(),
+            tenant_ids,
+            record_requests: opts.record_requests,
             client_id: opts.client_id.clone(),
             client_secret: opts.client_secret.clone(),
             page_size: opts.page_size,
             max_page_size: opts.max_page_size,
             token_lifetime: opts.token_lifetime,
             groups: opts.groups.clone(),
-            state: Mutex::new(State::new(Simulation::new(&opts, SystemTime::now()))),
+            state: Mutex::new(State::new(sims, opts.record_requests)),
         });
         let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
             let shared = Arc::clone(&shared);
@@ -308,6 +365,11 @@ impl FakeGraph {
         &self.shared.tenant_id
     }
 
+    /// Every tenant served, [`tenant_id`](Self::tenant_id) first.
+    pub fn tenant_ids(&self) -> &[String] {
+        &self.shared.tenant_ids
+    }
+
     pub fn client_id(&self) -> &str {
         &self.shared.client_id
     }
@@ -321,9 +383,15 @@ impl FakeGraph {
         &self.shared.groups
     }
 
-    /// Successful token responses so far.
+    /// Successful token responses so far, in every tenant.
     pub fn tokens_issued(&self) -> usize {
         self.shared.lock().tokens_issued
+    }
+
+    /// Every request so far in order of arrival, if
+    /// [`FakeGraphOptions::record_requests`] is set; empty otherwise.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.shared.lock().log.clone().unwrap_or_default()
     }
 
     /// Graph (non-token) requests so far whose path+query contains
@@ -339,11 +407,18 @@ impl FakeGraph {
     }
 
     /// Queues `fault` for the next request whose path+query contains
-    /// `path_contains` (token endpoint included). Faults for one key fire in
-    /// FIFO order, once each; Graph requests only consume them once
-    /// authenticated.
+    /// `path_contains` (token endpoint included), in any tenant. Faults for
+    /// one key fire in FIFO order, once each; Graph requests only consume
+    /// them once authenticated.
     pub fn inject(&self, path_contains: &str, fault: Fault) {
-        self.shared.lock().inject(path_contains, fault);
+        self.shared.lock().inject(None, path_contains, fault);
+    }
+
+    /// [`inject`](Self::inject) for the requests of one tenant only: Graph
+    /// requests with its tokens, and its token endpoint.
+    pub fn inject_for(&self, tenant_id: &str, path_contains: &str, fault: Fault) {
+        let tenant = Some(tenant_id.to_owned());
+        self.shared.lock().inject(tenant, path_contains, fault);
     }
 
     /// From now on every request whose path+query contains `path_contains`
@@ -352,7 +427,14 @@ impl FakeGraph {
     /// privileges to complete the operation." (what app-only callers of
     /// `usersRegisteredByFeature` may get), 410 `Gone`.
     pub fn retire(&self, path_contains: &str, status: u16) {
-        self.shared.lock().retire(path_contains, status);
+        self.shared.lock().retire(None, path_contains, status);
+    }
+
+    /// [`retire`](Self::retire) in one tenant only, as when one customer
+    /// lacks a permission or a licence.
+    pub fn retire_for(&self, tenant_id: &str, path_contains: &str, status: u16) {
+        let tenant = Some(tenant_id.to_owned());
+        self.shared.lock().retire(tenant, path_contains, status);
     }
 
     /// Lifts [`retire`](Self::retire) for `path_contains`: such requests are answered normally
@@ -368,9 +450,10 @@ impl FakeGraph {
 
     /// Ids of the usage events still in the window that a complete, valid events page
     /// (userCredentialUsageDetails or userEventsSummary) has listed so far: a page cut short,
-    /// emptied or answered with an error by a fault lists nothing.
+    /// emptied or answered with an error by a fault lists nothing. The first tenant's, as for
+    /// [`add_usage_event`](Self::add_usage_event).
     pub fn listed_usage_events(&self) -> std::collections::HashSet<String> {
-        self.shared.lock().sim.listed_ids()
+        self.shared.lock().sims[0].listed_ids()
     }
 
     /// Records `event` at the current time and returns its id.
@@ -378,13 +461,13 @@ impl FakeGraph {
         let now = SystemTime::now();
         let mut state = self.shared.lock();
         // Catch up first so automatic events keep creation order ~ time order.
-        state.sim.advance(now);
-        state.sim.push(now, event)
+        state.sims[0].advance(now);
+        state.sims[0].push(now, event)
     }
 
     /// Drops events older than `t`, as if they had left the report window.
     pub fn expire_usage_events_before(&self, t: SystemTime) {
-        self.shared.lock().sim.expire_before(t);
+        self.shared.lock().sims[0].expire_before(t);
     }
 
     /// Stops the server and closes its connections (dropping does the same).

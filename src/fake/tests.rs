@@ -1595,3 +1595,94 @@ async fn group_members_are_transitive_paged_and_deleted_groups_are_not_found() -
     assert_eq!(fake.requests("transitiveMembers"), 8 + 1 + 1 + 2);
     Ok(())
 }
+
+/// A token of `tenant` from the token endpoint.
+async fn tenant_token(
+    fake: &FakeGraph,
+    client: &Client,
+    tenant: &str,
+) -> Result<Response, Box<dyn std::error::Error>> {
+    let scope = format!("{}/.default", fake.base_url());
+    Ok(client
+        .post(format!("{}/{tenant}/oauth2/v2.0/token", fake.base_url()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", fake.client_id()),
+            ("client_secret", fake.client_secret()),
+            ("scope", &scope),
+        ]))
+        .send()
+        .await?)
+}
+
+#[tokio::test]
+async fn each_tenant_has_its_own_data_tokens_faults_and_log() -> TestResult {
+    let (fake, client) = start(FakeGraphOptions {
+        tenants: 3,
+        record_requests: true,
+        ..quiet()
+    })
+    .await?;
+    let ids = fake.tenant_ids().to_vec();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], fake.tenant_id());
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 3);
+    let unknown = tenant_token(&fake, &client, "99999999-9999-4999-8999-999999999999").await?;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    let details = format!(
+        "{}/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=1",
+        fake.base_url()
+    );
+    let mut first_users = Vec::new();
+    let mut tokens = Vec::new();
+    for id in &ids {
+        let body: Value = tenant_token(&fake, &client, id).await?.json().await?;
+        let token = body["access_token"].as_str().ok_or("no token")?.to_owned();
+        let page: Value = get(&client, &token, &details).await?.json().await?;
+        first_users.push(page["value"][0]["id"].as_str().ok_or("no user")?.to_owned());
+        tokens.push(token);
+    }
+    // Each tenant's own users: a token reads the tenant it was issued in.
+    assert_eq!(first_users.iter().collect::<HashSet<_>>().len(), 3);
+
+    // A fault and a retirement for the second tenant touch no other.
+    fake.inject_for(
+        &ids[1],
+        "userRegistrationDetails",
+        Fault::Status {
+            code: 429,
+            retry_after: Some("3".into()),
+            body: String::new(),
+        },
+    );
+    fake.retire_for(&ids[2], "userRegistrationDetails", 403);
+    let mut statuses = Vec::new();
+    for tenant in [0, 1, 2, 1] {
+        statuses.push(
+            get(&client, &tokens[tenant], &details)
+                .await?
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 429, 403, 200]);
+
+    let log = fake.request_log();
+    let graph: Vec<(Option<&str>, u16)> = log
+        .iter()
+        .filter(|r| r.target.contains("userRegistrationDetails"))
+        .map(|r| (r.tenant.as_deref(), r.status))
+        .collect();
+    assert_eq!(graph.len(), 7);
+    assert!(graph.contains(&(Some(ids[1].as_str()), 429)));
+    assert!(graph.contains(&(Some(ids[2].as_str()), 403)));
+    assert!(log.windows(2).all(|pair| pair[0].at <= pair[1].at));
+    let refused = log
+        .iter()
+        .find(|r| r.target.contains("99999999"))
+        .ok_or("token log")?;
+    assert_eq!((refused.tenant.as_deref(), refused.status), (None, 401));
+    Ok(())
+}

@@ -1,8 +1,13 @@
-//! The per-tenant request budget. Graph allows 5 requests per 10 s per app per tenant, counted
-//! over any 10-second window. Requests are spaced evenly, one every `window / requests`: that
-//! can never exceed the budget in any window, and it leaves no bursts for one report to grab.
-//! Waiters are served in arrival order (tokio's mutex is FIFO), so a long scan and a cheap
-//! summary take turns: the summary waits at most a couple of slots, however long the scan.
+//! A request budget: a tenant's (Graph allows 5 requests per 10 s per app per tenant) or an app
+//! registration's across its tenants (122 per 10 s), counted over any 10-second window.
+//! Requests are spaced evenly, one every `window / requests`: that can never exceed the budget
+//! in any window, and it leaves no bursts for one report to grab. Waiters are served in arrival
+//! order (tokio's mutex is FIFO), so a long scan and a cheap summary take turns: the summary
+//! waits at most a couple of slots, however long the scan.
+//!
+//! A tenant's limiter can also be paused: when Graph answers 429 or 503 with `Retry-After`, it
+//! counts the budget for the whole tenant, so every request of the tenant waits until then, not
+//! only the one that was told.
 
 use std::time::Duration;
 
@@ -14,6 +19,8 @@ pub struct Limiter {
     spacing: Duration,
     /// When the next request may go.
     next: Mutex<Option<Instant>>,
+    /// No request goes before this.
+    paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Limiter {
@@ -21,6 +28,7 @@ impl Limiter {
         Self {
             spacing: window / requests.max(1),
             next: Mutex::new(None),
+            paused_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -29,9 +37,26 @@ impl Limiter {
     pub async fn acquire(&self) {
         let mut next = self.next.lock().await;
         let now = Instant::now();
-        let at = next.map_or(now, |next| next.max(now));
-        tokio::time::sleep_until(at).await;
+        let mut at = next.map_or(now, |next| next.max(now));
+        // A pause may begin while this caller sleeps: look again after every wake-up.
+        loop {
+            at = self.paused_until().map_or(at, |until| at.max(until));
+            tokio::time::sleep_until(at).await;
+            if self.paused_until().is_none_or(|until| until <= at) {
+                break;
+            }
+        }
         *next = Some(at + self.spacing);
+    }
+
+    /// Holds every request until `until` (a later pause already in force wins).
+    pub fn pause_until(&self, until: Instant) {
+        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        *paused = Some(paused.map_or(until, |p| p.max(until)));
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -66,6 +91,37 @@ mod tests {
         let before = Instant::now();
         limiter.acquire().await;
         assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_waiter_including_those_already_queued() {
+        let limiter = Arc::new(Limiter::new(5, Duration::from_secs(10)));
+        let start = Instant::now();
+        limiter.acquire().await;
+        let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let (limiter, times) = (limiter.clone(), times.clone());
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                times.lock().unwrap().push(start.elapsed());
+            }));
+            tokio::task::yield_now().await;
+        }
+        // The first waiter is asleep until 2 s when Graph says: nothing before 30 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        limiter.pause_until(start + Duration::from_secs(30));
+        // An earlier end does not shorten the pause.
+        limiter.pause_until(start + Duration::from_secs(5));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let times = times.lock().unwrap().clone();
+        assert_eq!(
+            times,
+            [30, 32, 34].map(Duration::from_secs),
+            "every queued request waits for the pause, then the spacing holds"
+        );
     }
 
     #[tokio::test(start_paused = true)]

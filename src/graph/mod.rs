@@ -1,6 +1,7 @@
-//! The Microsoft Graph client: one per tenant, shared by all its reports. It owns the request
-//! budget ([`Limiter`]), retries, paging and the rule that the bearer token only ever goes to the
-//! configured Graph host.
+//! The Microsoft Graph client: one per tenant, shared by all its reports. It owns the tenant's
+//! request budget ([`Limiter`]) and waits for its app registration's shared one too, pauses the
+//! tenant when Graph says to wait, and handles retries, paging and the rule that the bearer
+//! token only ever goes to the configured Graph host.
 
 mod limiter;
 
@@ -241,30 +242,35 @@ pub struct GraphClient {
     endpoint: Url,
     scope: String,
     limiter: Limiter,
+    /// The budget of the app registration, shared with its other tenants.
+    app_limiter: Arc<Limiter>,
     tenant: String,
     requests: IntCounterVec,
     backoff: ExponentialBuilder,
     /// Reports whose deprecation headers were already logged at warn level.
     deprecation_logged: Mutex<HashSet<&'static str>>,
     /// Pages one poll of a report may read, where it differs from [`DEFAULT_MAX_PAGES`].
-    max_pages: HashMap<&'static str, u32>,
+    max_pages: HashMap<String, u32>,
 }
 
 impl GraphClient {
-    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}`.
+    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}`; `app_limiter`
+    /// is shared by every tenant of the same app registration (`--graph.app-requests-per-10s`).
     pub fn new(
         tenant: &str,
         credential: Arc<dyn TokenCredential>,
         http: reqwest::Client,
         graph: &GraphConfig,
         requests: IntCounterVec,
+        app_limiter: Arc<Limiter>,
     ) -> Self {
         Self {
             http,
             credential,
             endpoint: graph.endpoint.clone(),
-            scope: crate::auth::graph_scope(graph),
+            scope: graph.scope(),
             limiter: Limiter::new(graph.requests_per_10s, BUDGET_WINDOW),
+            app_limiter,
             tenant: tenant.to_owned(),
             requests,
             backoff: ExponentialBuilder::default()
@@ -278,9 +284,14 @@ impl GraphClient {
     }
 
     /// Sets how many pages one poll of each report may read (`reports.<name>.max_pages`).
-    pub fn with_max_pages(mut self, max_pages: HashMap<&'static str, u32>) -> Self {
+    pub fn with_max_pages(mut self, max_pages: HashMap<String, u32>) -> Self {
         self.max_pages = max_pages;
         self
+    }
+
+    /// The OAuth scope the client asks tokens for.
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     /// Absolute URL for a path such as `/beta/reports/credentialUserRegistrationDetails`.
@@ -417,6 +428,7 @@ impl GraphClient {
         url: &Url,
     ) -> Result<(bytes::Bytes, String), GraphError> {
         self.limiter.acquire().await;
+        self.app_limiter.acquire().await;
         let token = self
             .credential
             .get_token(&[self.scope.as_str()], None)
@@ -479,15 +491,33 @@ impl GraphClient {
                 message,
                 request_id,
             },
-            None => GraphError::Http {
-                path,
-                status: status.as_u16(),
-                code,
-                message,
-                request_id,
-                retry_after: retry_after(&headers, SystemTime::now()),
-            },
+            None => {
+                let retry_after = retry_after(&headers, SystemTime::now());
+                self.pause_if_told(status, retry_after);
+                GraphError::Http {
+                    path,
+                    status: status.as_u16(),
+                    code,
+                    message,
+                    request_id,
+                    retry_after,
+                }
+            }
         })
+    }
+
+    /// Graph counts the budget per app and tenant, so a 429 or 503 with `Retry-After` holds
+    /// every request of the tenant until then, not only the one that was told.
+    fn pause_if_told(&self, status: StatusCode, retry_after: Option<Duration>) {
+        let throttled = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        if let (true, Some(wait)) = (throttled, retry_after) {
+            let wait = wait.min(MAX_RETRY_AFTER);
+            debug!(wait = ?wait, status = status.as_u16(), "Graph asks to wait; pausing every request of the tenant");
+            self.limiter.pause_until(tokio::time::Instant::now() + wait);
+        }
     }
 
     fn count(&self, report: &str, code: &str) {

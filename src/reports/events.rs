@@ -855,7 +855,7 @@ mod tests {
             .iter()
             .filter(|x| x.metric.kind == Kind::Counter)
         {
-            let labels: Vec<&str> = sample.labels.iter().map(String::as_str).collect();
+            let labels: Vec<&str> = sample.labels.iter().map(|label| &**label).collect();
             let now = s.value(sample.metric, &labels).unwrap();
             assert!(now >= sample.value, "{} {labels:?}", sample.metric.name);
         }
@@ -942,7 +942,7 @@ mod tests {
         let detailed_failures: f64 = s
             .samples
             .iter()
-            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL) && x.labels[2] == "failure")
+            .filter(|x| std::ptr::eq(x.metric, &EVENTS_TOTAL) && &*x.labels[2] == "failure")
             .map(|x| x.value)
             .sum();
         assert_eq!(detailed_failures, 3.0);

@@ -15,6 +15,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: EVENTS_INTERVAL,
     permission: AUDIT_LOG_PERMISSION,
     successor: None,
+    probe: "/beta/reports/authenticationMethods/userEventsSummary?$top=1",
+    fallback: None,
     metrics: &[
         &WINDOW_EVENTS,
         &EVENTS_TOTAL,

@@ -17,6 +17,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: DAILY_INTERVAL,
     permission: AUDIT_LOG_PERMISSION,
     successor: None,
+    probe: PATH,
+    fallback: None,
     metrics: &[&SIGNINS, &DAY],
     build,
 };

@@ -82,6 +82,11 @@ pub struct ReportSpec {
     pub permission: &'static str,
     /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone.
     pub successor: Option<&'static str>,
+    /// One cheap request that tells whether Graph serves the report to the tenant (`check`):
+    /// `$top=1` where the API accepts it.
+    pub probe: &'static str,
+    /// The report whose results stand in while Graph refuses this one.
+    pub fallback: Option<&'static str>,
     pub metrics: &'static [&'static MetricDef],
     /// Builds the report's per-tenant state.
     pub build: fn(&BuildContext) -> Box<dyn Report>,

@@ -18,6 +18,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: SUMMARY_INTERVAL,
     permission: DELEGATED_SUMMARY_PERMISSION,
     successor: None,
+    probe: PATH,
+    fallback: Some(super::user_registration_details::SPEC.name),
     metrics: &[&FEATURE_USERS],
     build,
 };

@@ -17,6 +17,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: SUMMARY_INTERVAL,
     permission: DELEGATED_SUMMARY_PERMISSION,
     successor: None,
+    probe: PATH,
+    fallback: Some(super::user_registration_details::SPEC.name),
     metrics: &[&METHOD_USERS],
     build,
 };
@@ -121,7 +123,7 @@ mod tests {
         for sample in &s.samples {
             families.add(sample.metric, "t", &sample.labels, sample.value);
         }
-        let text = families.render();
+        let text = families.render(0);
         let unknown: Vec<&str> = text
             .lines()
             .filter(|l| l.contains(r#"method="unknown""#))

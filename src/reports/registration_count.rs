@@ -17,6 +17,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: SUMMARY_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("usersRegisteredByFeature / userRegistrationDetails"),
+    probe: PATH,
+    fallback: None,
     metrics: &[&USERS, &REGISTRATION_USERS],
     build,
 };

@@ -24,6 +24,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: DETAILS_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("userRegistrationDetails"),
+    probe: "/beta/reports/credentialUserRegistrationDetails?$top=1",
+    fallback: None,
     metrics: &[&DETAILS_USERS, &METHOD_USERS, &STRENGTH_USERS],
     build,
 };

@@ -17,6 +17,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: SUMMARY_INTERVAL,
     permission: DELEGATED_SUMMARY_PERMISSION,
     successor: None,
+    probe: "/beta/reports/authenticationMethods/userSignInsByAuthMethodSummary(period='d1')",
+    fallback: None,
     metrics: &[&SIGNINS],
     build,
 };

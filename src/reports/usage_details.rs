@@ -15,6 +15,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: EVENTS_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("userEventsSummary"),
+    probe: "/beta/reports/userCredentialUsageDetails?$top=1",
+    fallback: None,
     metrics: &[
         &WINDOW_EVENTS,
         &EVENTS_TOTAL,

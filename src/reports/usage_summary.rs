@@ -15,6 +15,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: SUMMARY_INTERVAL,
     permission: LEGACY_PERMISSION,
     successor: Some("userRegistrationActivity"),
+    probe: "/beta/reports/getCredentialUsageSummary(period='D1')?$top=1",
+    fallback: None,
     metrics: &[&ACTIVITIES],
     build,
 };

@@ -37,6 +37,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     default_interval: DETAILS_INTERVAL,
     permission: AUDIT_LOG_PERMISSION,
     successor: None,
+    probe: "/v1.0/reports/authenticationMethods/userRegistrationDetails?$top=1",
+    fallback: None,
     metrics: &[
         &USERS,
         &FEATURE_USERS,

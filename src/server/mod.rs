@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 pub use connections::{AcceptBackoff, Timeouts};
 pub use listen::{ListenError, bind};
 
+use crate::auth::Credential;
 use crate::collector::Exposition;
 use crate::exposition::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::snapshot::Store;
@@ -46,11 +47,13 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Descriptors kept free for Graph connections, files and the demo's fake Graph.
 const RESERVED_DESCRIPTORS: u64 = 64;
 
-/// A tenant as shown on the landing page: its label and its directory id, nothing secret.
+/// A tenant as shown on the landing page: its label, its directory id and how its token
+/// requests go, nothing secret.
 #[derive(Debug, Clone)]
 pub struct TenantInfo {
     pub name: String,
     pub tenant_id: String,
+    pub credential: Arc<Credential>,
 }
 
 /// What clients may hold.
@@ -321,7 +324,7 @@ fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Body> {
         "/readyz" if app.store.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: some reports have not finished their first poll\n",
+            "not ready: no tenant has a token yet, or reports of tenants with one have not finished their first poll\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -482,7 +485,8 @@ fn landing_page(state: &AppState) -> String {
          <h1>Entra authentication-methods exporter</h1>\
          <p>Version {version} (revision {revision}){demo}</p>\
          <p><a href=\"{path}\">Metrics</a> · <a href=\"/healthz\">Health</a> · <a href=\"/readyz\">Readiness</a></p>\
-         <h2>Tenants</h2><table><tr><th>tenant</th><th>tenant id</th></tr>",
+         <h2>Tenants</h2><table><tr><th>tenant</th><th>tenant id</th><th>credential</th>\
+         <th>last credential error</th></tr>",
         version = env!("CARGO_PKG_VERSION"),
         revision = escape(crate::collector::revision()),
         demo = if state.demo {
@@ -492,11 +496,19 @@ fn landing_page(state: &AppState) -> String {
         },
     );
     for tenant in &state.tenants {
+        // The state holds the token endpoint's message, never the secret or the token.
+        let credential = tenant.credential.state();
+        let last_error = credential
+            .last_error
+            .map(|(at, message)| format!("{}: {message}", humantime::format_rfc3339_seconds(at)))
+            .unwrap_or_default();
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&tenant.name),
-            escape(&tenant.tenant_id)
+            escape(&tenant.tenant_id),
+            credential.status.as_str(),
+            escape(&last_error),
         );
     }
     page.push_str(

@@ -38,7 +38,10 @@ pub fn command_for(fake: &FakeGraph, ca_file: &tempfile::NamedTempFile) -> Comma
             "--web.listen-address=127.0.0.1:0",
             "--log.format=json",
             "--log.level=debug",
+            // The fake does not throttle: neither budget should slow a test down unless it
+            // sets one itself (a later flag overrides).
             "--graph.requests-per-10s=1000",
+            "--graph.app-requests-per-10s=100000",
             "--graph.timeout=5s",
         ])
         .arg(format!("--graph.endpoint={}", fake.base_url()))
@@ -89,6 +92,62 @@ pub fn quiet() -> FakeGraphOptions {
         registration_drift_per_hour: 0.0,
         ..FakeGraphOptions::default()
     }
+}
+
+/// A tenant of a `--config.file`: its `tenant` label, its directory and its client secret.
+pub struct ConfiguredTenant<'a> {
+    pub name: &'a str,
+    pub tenant_id: &'a str,
+    pub secret: &'a str,
+}
+
+/// Tenants of the fake with the right secret: `names[i]` is the fake's i-th tenant.
+pub fn fake_tenants<'a>(fake: &'a FakeGraph, names: &'a [String]) -> Vec<ConfiguredTenant<'a>> {
+    names
+        .iter()
+        .zip(fake.tenant_ids())
+        .map(|(name, tenant_id)| ConfiguredTenant {
+            name,
+            tenant_id,
+            secret: fake.client_secret(),
+        })
+        .collect()
+}
+
+/// The error lines of an exporter's JSON log.
+pub fn json_error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect()
+}
+
+/// A config file for `tenants`, all with the fake's client id, where only `reports` are
+/// enabled (all of them when empty).
+pub fn tenants_config(
+    fake: &FakeGraph,
+    tenants: &[ConfiguredTenant],
+    reports: &[&str],
+) -> tempfile::NamedTempFile {
+    let mut yaml = String::new();
+    if !reports.is_empty() {
+        yaml.push_str("reports:\n");
+        for report in entra_authmethods_exporter::reports::names() {
+            let enabled = reports.contains(&report);
+            yaml.push_str(&format!("  {report}: {{enabled: {enabled}}}\n"));
+        }
+    }
+    yaml.push_str("tenants:\n");
+    for tenant in tenants {
+        yaml.push_str(&format!(
+            "  - {{name: {}, tenant_id: {}, client_id: {}, client_secret: {}}}\n",
+            tenant.name,
+            tenant.tenant_id,
+            fake.client_id(),
+            tenant.secret
+        ));
+    }
+    temp_file(&yaml)
 }
 
 impl Exporter {
@@ -170,6 +229,17 @@ impl Exporter {
 
     /// Scrapes until `check` accepts the output; returns that output.
     pub async fn wait_for_metrics(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        self.wait_longer_for_metrics(what, WAIT, check).await
+    }
+
+    /// [`wait_for_metrics`](Self::wait_for_metrics) with a deadline of its own, for what takes
+    /// a retry a minute away.
+    pub async fn wait_longer_for_metrics(
+        &self,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         loop {
             let text = self.metrics().await;
@@ -177,7 +247,7 @@ impl Exporter {
                 return text;
             }
             assert!(
-                started.elapsed() < WAIT,
+                started.elapsed() < deadline,
                 "timed out waiting for {what}; last scrape:\n{text}\nlogs:\n{}",
                 self.logs()
             );
@@ -195,6 +265,11 @@ impl Exporter {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGTERM and waits for the exit status.
