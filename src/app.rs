@@ -199,6 +199,9 @@ pub async fn run(
     // that is refused or unreachable holds up no other.
     let (startup, first_tokens) = Startup::new();
     let tenant_count = tenants.len();
+    for tenant in &tenants {
+        store.expect_tenant(&tenant.config.name);
+    }
     let mut tenant_loops = JoinSet::new();
     for tenant in tenants {
         tenant_loops.spawn(poller::run_tenant(

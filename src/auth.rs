@@ -1,10 +1,11 @@
 //! Tokens from azure_identity. The credential caches tokens and refreshes them before they
 //! expire; this module builds it so that it reaches the configured authority host through the
 //! exporter's own HTTP client (and therefore trusts `--graph.ca-file` too), and wraps it in a
-//! [`Credential`] that remembers how the tenant's latest token request went.
+//! [`Credential`] that remembers how the tenant's latest token request went and, while they
+//! fail, lets one through only at growing intervals.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, SecretBytes, TokenCredential, TokenRequestOptions};
@@ -16,7 +17,9 @@ use azure_identity::{
     WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use prometheus::IntGauge;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::{CredentialConfig, GraphConfig, TenantConfig};
@@ -143,12 +146,57 @@ pub struct CredentialState {
 /// A tenant's credential, watched: every token request, at start or a refresh much later,
 /// sets `entra_exporter_credential_up{tenant}` and the state the landing page shows, and the
 /// tenant's first failure and its recovery are logged once each.
+///
+/// While the tenant's token requests fail, every caller (its first-token retries and all of its
+/// reports) shares one schedule: after a failure the next request goes out 1 minute later,
+/// doubling up to 30 minutes; calls before then fail at once without reaching the token
+/// endpoint. A success resets it.
 #[derive(Debug)]
 pub struct Credential {
     tenant: String,
     inner: Arc<dyn TokenCredential>,
     up: IntGauge,
     state: Mutex<CredentialState>,
+    retry: Mutex<Retry>,
+    /// One token request at a time: the reports that find the token expired together send one
+    /// request, and after a failure the others find the wait in force.
+    requesting: tokio::sync::Mutex<()>,
+}
+
+/// A tenant without a token asks again after this, doubling up to [`CREDENTIAL_RETRY_MAX`].
+pub const CREDENTIAL_RETRY_MIN: Duration = Duration::from_secs(60);
+pub const CREDENTIAL_RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// The waits between a tenant's token requests while they fail: 1 minute, doubling up to 30.
+fn credential_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(CREDENTIAL_RETRY_MIN)
+        .with_max_delay(CREDENTIAL_RETRY_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
+/// The failing tenant's schedule: `None` while its token requests succeed.
+#[derive(Debug, Default)]
+struct Retry {
+    failing: Option<(ExponentialBackoff, Instant)>,
+}
+
+impl Retry {
+    /// Time left before the next token request may go out.
+    fn wait(&self, now: Instant) -> Duration {
+        self.failing.as_ref().map_or(Duration::ZERO, |(_, next)| {
+            next.saturating_duration_since(now)
+        })
+    }
+
+    fn failed(&mut self, now: Instant) {
+        let (waits, next) = self
+            .failing
+            .get_or_insert_with(|| (credential_backoff(), now));
+        *next = now + waits.next().unwrap_or(CREDENTIAL_RETRY_MAX);
+    }
 }
 
 impl Credential {
@@ -164,7 +212,19 @@ impl Credential {
                 status: CredentialStatus::Pending,
                 last_error: None,
             }),
+            retry: Mutex::new(Retry::default()),
+            requesting: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// How long until a token request may reach the token endpoint again: zero unless the
+    /// latest one failed.
+    pub fn next_attempt_in(&self) -> Duration {
+        self.retry_lock().wait(Instant::now())
+    }
+
+    fn retry_lock(&self) -> std::sync::MutexGuard<'_, Retry> {
+        self.retry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn state(&self) -> CredentialState {
@@ -178,6 +238,10 @@ impl Credential {
 
     fn record(&self, result: &azure_core::Result<AccessToken>) {
         let tenant = self.tenant.as_str();
+        match result {
+            Ok(_) => self.retry_lock().failing = None,
+            Err(_) => self.retry_lock().failed(Instant::now()),
+        }
         let mut state = self.lock();
         let before = state.status;
         match result {
@@ -195,7 +259,7 @@ impl Credential {
                 self.up.set(0);
                 // One line when the tenant starts failing; its retries stay quiet.
                 if before != CredentialStatus::Failing {
-                    warn!(tenant, error = %message, "the tenant's token request failed; none of its reports is read until one succeeds");
+                    warn!(tenant, error = %message, retry_in = ?self.next_attempt_in(), "the tenant's token request failed; none of its reports is read until one succeeds, asked for again at growing intervals up to 30 minutes");
                 }
             }
         }
@@ -209,6 +273,22 @@ impl TokenCredential for Credential {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
+        let _one_at_a_time = self.requesting.lock().await;
+        let wait = self.next_attempt_in();
+        if !wait.is_zero() {
+            let last = self
+                .lock()
+                .last_error
+                .as_ref()
+                .map_or_else(String::new, |(_, message)| message.clone());
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                format!(
+                    "no token: the tenant's latest token request failed ({last}); the next one goes out in {}",
+                    humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                ),
+            ));
+        }
         let result = self.inner.get_token(scopes, options).await;
         self.record(&result);
         result
@@ -218,12 +298,13 @@ impl TokenCredential for Credential {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    /// Fails while `failing` is set.
+    /// Fails while `failing` is set; counts the requests that reach it.
     #[derive(Debug, Default)]
     struct Switch {
         failing: AtomicBool,
+        requests: AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -233,6 +314,7 @@ mod tests {
             _: &[&str],
             _: Option<TokenRequestOptions<'_>>,
         ) -> azure_core::Result<AccessToken> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
             if self.failing.load(Ordering::SeqCst) {
                 return Err(azure_core::Error::with_message(
                     azure_core::error::ErrorKind::Credential,
@@ -246,7 +328,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn every_token_request_sets_the_gauge_and_the_state() {
         let switch = Arc::new(Switch::default());
         let up = IntGauge::new("up", "up").unwrap();
@@ -261,13 +343,13 @@ mod tests {
         // A refresh that fails later, as when the secret expires.
         switch.failing.store(true, Ordering::SeqCst);
         assert!(credential.get_token(&["s"], None).await.is_err());
-        assert!(credential.get_token(&["s"], None).await.is_err());
         assert_eq!(up.get(), 0);
         let state = credential.state();
         assert_eq!(state.status, CredentialStatus::Failing);
         assert!(state.last_error.unwrap().1.contains("AADSTS7000222"));
 
         switch.failing.store(false, Ordering::SeqCst);
+        tokio::time::advance(CREDENTIAL_RETRY_MIN).await;
         credential.get_token(&["s"], None).await.unwrap();
         assert_eq!(up.get(), 1);
         let state = credential.state();
@@ -276,5 +358,51 @@ mod tests {
             state.last_error.is_some(),
             "the last error stays on the page"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_tenant_asks_once_a_minute_then_less_often_whoever_calls() {
+        let switch = Arc::new(Switch::default());
+        switch.failing.store(true, Ordering::SeqCst);
+        let credential = Credential::new(
+            "contoso",
+            switch.clone(),
+            IntGauge::new("up", "up").unwrap(),
+        );
+        let requests = || switch.requests.load(Ordering::SeqCst);
+
+        assert!(credential.get_token(&["s"], None).await.is_err());
+        assert_eq!(requests(), 1);
+        // Every report of the tenant asking in between fails at once, with the reason.
+        for _ in 0..12 {
+            let err = credential.get_token(&["s"], None).await.unwrap_err();
+            assert!(err.to_string().contains("AADSTS7000222"), "{err}");
+            assert!(err.to_string().contains("next one goes out in 1m"), "{err}");
+        }
+        assert_eq!(requests(), 1);
+        assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
+
+        // Then 1, 2, 4, 8, 16, 30, 30 minutes between the requests that go out.
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let wait = credential.next_attempt_in();
+            waits.push(wait.as_secs() / 60);
+            tokio::time::advance(wait - Duration::from_secs(1)).await;
+            assert!(credential.get_token(&["s"], None).await.is_err());
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let before = requests();
+            assert!(credential.get_token(&["s"], None).await.is_err());
+            assert_eq!(requests(), before + 1);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+
+        // A success starts over: the next failure waits a minute again.
+        tokio::time::advance(credential.next_attempt_in()).await;
+        switch.failing.store(false, Ordering::SeqCst);
+        credential.get_token(&["s"], None).await.unwrap();
+        assert_eq!(credential.next_attempt_in(), Duration::ZERO);
+        switch.failing.store(true, Ordering::SeqCst);
+        assert!(credential.get_token(&["s"], None).await.is_err());
+        assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
     }
 }

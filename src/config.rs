@@ -369,11 +369,16 @@ fn resolve_shard(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Shar
                 ))
             })?
         }
-        number => number.parse::<u32>().map_err(|_| {
-            invalid(format!(
-                "--shard {given:?} is neither a shard number nor auto"
-            ))
-        })?,
+        number => number
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| number.parse::<u32>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "--shard {given:?} is neither a shard number nor auto"
+                ))
+            })?,
     };
     if index >= total {
         return Err(invalid(format!(
@@ -1164,6 +1169,17 @@ tenants:
         let auto = cli(&["--demo", "--total-shards=4", "--shard=auto"]);
         let c = load(&auto, &pod("entra-authmethods-exporter-3")).unwrap();
         assert_eq!(c.shard, Shard { index: 3, total: 4 });
+        // Without POD_NAME, the hostname (a pod's name in Kubernetes) decides.
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        match (shard::ordinal(&host), load(&auto, &no_env)) {
+            (Some(n), Ok(c)) if n < 4 => assert_eq!(c.shard, Shard { index: n, total: 4 }),
+            (Some(_), Err(err)) => assert!(err.to_string().contains("out of range"), "{err}"),
+            (None, Err(err)) => {
+                let err = err.to_string();
+                assert!(err.contains(&format!("the hostname {host:?}")), "{err}");
+            }
+            (ordinal, result) => panic!("hostname {host:?} ({ordinal:?}): {result:?}"),
+        }
         for (name, needle) in [
             ("entra-authmethods-exporter-4", "out of range"),
             (
@@ -1182,6 +1198,10 @@ tenants:
             ),
             (
                 ["--total-shards=3", "--shard=-1"],
+                "neither a shard number nor auto",
+            ),
+            (
+                ["--total-shards=3", "--shard=+1"],
                 "neither a shard number nor auto",
             ),
         ] {

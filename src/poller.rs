@@ -26,9 +26,6 @@ use crate::state::StateFile;
 /// Token requests at start that run at once: a thousand tenants start in seconds, without a
 /// thousand connections to the token endpoint.
 pub const STARTUP_TOKEN_REQUESTS: usize = 16;
-/// A tenant without a token asks again after this, doubling up to [`CREDENTIAL_RETRY_MAX`].
-pub const CREDENTIAL_RETRY_MIN: Duration = Duration::from_secs(60);
-pub const CREDENTIAL_RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// A tenant and what its reports are polled with.
 pub struct Tenant {
@@ -115,16 +112,6 @@ impl Startup {
     }
 }
 
-/// The waits between a tenant's token requests while it has none: 1 minute, doubling up to 30.
-fn credential_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(CREDENTIAL_RETRY_MIN)
-        .with_max_delay(CREDENTIAL_RETRY_MAX)
-        .with_factor(2.0)
-        .without_max_times()
-        .build()
-}
-
 /// Registers the tenant's reports in the store, gets its first token (asking again at growing
 /// intervals while it fails: its reports stay pending meanwhile), then polls them until
 /// `shutdown`.
@@ -157,9 +144,9 @@ pub async fn run_tenant(
     store.token_requested(&tenant.name, obtained);
     if !obtained {
         let scopes = [graph.scope()];
-        let mut waits = credential_backoff();
         loop {
-            let wait = waits.next().unwrap_or(CREDENTIAL_RETRY_MAX);
+            // The credential's own schedule: 1 minute after a failure, doubling up to 30.
+            let wait = credential.next_attempt_in();
             debug!(tenant = %tenant.name, retry_in = ?wait, "asking for the tenant's token again later");
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -326,7 +313,12 @@ impl ReportLoop {
             self.store.record_waiting(tenant, report, message, took);
             return self.interval.min(WAITING_RETRY);
         }
-        warn!(error = %message, "report poll failed; keeping the last good values");
+        if matches!(err, GraphError::Token { .. }) {
+            // The credential logs the tenant's failure once, and its recovery; not every report.
+            debug!(error = %message, "report poll failed without a token; keeping the last good values");
+        } else {
+            warn!(error = %message, "report poll failed; keeping the last good values");
+        }
         self.store
             .record_failure(tenant, report, Status::Failing, message, took);
         self.interval
@@ -365,14 +357,6 @@ mod tests {
 
     fn minutes(backoff: ExponentialBackoff, n: usize) -> Vec<u64> {
         backoff.take(n).map(|d| d.as_secs() / 60).collect()
-    }
-
-    #[test]
-    fn a_tenant_without_a_token_asks_again_from_a_minute_doubling_up_to_half_an_hour() {
-        assert_eq!(
-            minutes(credential_backoff(), 8),
-            [1, 2, 4, 8, 16, 30, 30, 30]
-        );
     }
 
     fn refused() -> FirstToken {

@@ -2,7 +2,7 @@
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -169,7 +169,12 @@ pub struct Store {
     reports: RwLock<BTreeMap<Key, ReportState>>,
     /// Tenants whose first token request has finished: true once they have a token. Only the
     /// reports of tenants with a token count for readiness.
-    credentials: RwLock<BTreeMap<String, bool>>,
+    /// `None` for a tenant expected ([`Store::expect_tenant`]) whose first request has not
+    /// finished yet.
+    credentials: RwLock<BTreeMap<String, Option<bool>>>,
+    /// Set the first time [`Store::ready`] is true: a tenant that gets its token later, and
+    /// whose first polls then run, does not take the process out of its Service.
+    was_ready: AtomicBool,
     /// Bumped by every change, so that readers can keep what they derived from the states
     /// until it moves.
     generation: AtomicU64,
@@ -255,34 +260,56 @@ impl Store {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        credentials.insert(tenant.to_owned(), obtained);
+        credentials.insert(tenant.to_owned(), Some(obtained));
+    }
+
+    /// Announces a tenant before its loop starts: the process is not ready before its first
+    /// token request has finished, even if its reports are not registered yet.
+    pub fn expect_tenant(&self, tenant: &str) {
+        let mut credentials = match self.credentials.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        credentials.entry(tenant.to_owned()).or_insert(None);
     }
 
     /// True once every tenant's first token request has finished, and every enabled report of
     /// every tenant with a token has finished its first poll, successful or not. The reports of
     /// a tenant without a token do not count, unless no tenant has one: a process that can poll
-    /// nothing is not ready.
+    /// nothing is not ready. Once ready, always ready.
     pub fn ready(&self) -> bool {
+        if self.was_ready.load(Ordering::Acquire) {
+            return true;
+        }
         let credentials = match self.credentials.read() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        self.read(|reports| {
+        if credentials.values().any(Option::is_none) {
+            return false;
+        }
+        let (ready, empty) = self.read(|reports| {
             let mut any_token = false;
             for (key, state) in reports {
-                match credentials.get(&key.tenant) {
-                    None => return false,
+                match credentials.get(&key.tenant).copied().flatten() {
+                    None => return (false, false),
                     Some(false) => {}
                     Some(true) => {
                         any_token = true;
                         if state.settings.enabled && state.status == Status::Pending {
-                            return false;
+                            return (false, false);
                         }
                     }
                 }
             }
-            any_token || reports.is_empty()
-        })
+            (any_token || reports.is_empty(), reports.is_empty())
+        });
+        // Not before the tenants have registered their reports: an empty store at start is
+        // not a poll completed.
+        if ready && !empty {
+            self.was_ready.store(true, Ordering::Release);
+        }
+        ready
     }
 
     /// Changes with every update of any report's state. Read it before [`Store::states`]: a
@@ -368,6 +395,10 @@ mod tests {
         let store = Store::new();
         assert!(store.ready(), "nothing to poll: a shard without tenants");
         store.register("t", "a", settings(true, Duration::from_secs(60)));
+        assert!(
+            !store.ready(),
+            "asked before the reports registered, not ready for ever"
+        );
         store.token_requested("t", true);
         store.register("t", "b", settings(true, Duration::from_secs(60)));
         store.register("t", "off", settings(false, Duration::from_secs(60)));
@@ -397,12 +428,41 @@ mod tests {
             "the revoked tenant's pending report does not count"
         );
         store.token_requested("revoked", true);
+        assert!(
+            store.ready(),
+            "a tenant that recovers later does not take readiness back"
+        );
+
+        // Before the process is ready, a tenant that gets its token late is waited for.
+        let store = Store::new();
+        for tenant in ["good", "late"] {
+            store.register(tenant, "a", settings(true, Duration::from_secs(60)));
+        }
+        store.token_requested("good", true);
+        store.token_requested("late", false);
+        store.token_requested("late", true);
+        store.record_success("good", "a", Snapshot::default(), Duration::ZERO);
         assert!(!store.ready(), "once it has a token, its first poll counts");
+        store.record_success("late", "a", Snapshot::default(), Duration::ZERO);
+        assert!(store.ready());
 
         let store = Store::new();
         store.register("revoked", "a", settings(true, Duration::from_secs(60)));
         store.token_requested("revoked", false);
         assert!(!store.ready(), "no tenant has a token: nothing is polled");
+
+        // A tenant announced but not yet registered holds readiness back.
+        let store = Store::new();
+        store.expect_tenant("fast");
+        store.expect_tenant("slow");
+        store.register("fast", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("fast", true);
+        store.record_success("fast", "a", Snapshot::default(), Duration::ZERO);
+        assert!(!store.ready(), "slow has not started yet");
+        store.register("slow", "a", settings(true, Duration::from_secs(60)));
+        store.token_requested("slow", true);
+        store.record_success("slow", "a", Snapshot::default(), Duration::ZERO);
+        assert!(store.ready());
     }
 
     #[test]

@@ -34,9 +34,11 @@ const MIN_SECONDS: u64 = 150;
 const RSS_BOUND_MIB: u64 = 64;
 /// How long the token endpoint refuses.
 const TOKEN_REFUSAL: Duration = Duration::from_secs(60);
-/// After tokens come back, how long reports may still be down: a poll in its retries, then the
-/// next interval.
-const TOKEN_GRACE: Duration = Duration::from_secs(30);
+/// After tokens come back, how long reports may still be down. The tenant's first refused
+/// token request can come up to 30 s into the refusal (tokens are cached for 30 s), and the
+/// credential sends the next one a minute after it, so up to 30 s after the refusal ends; then
+/// each report's next poll (3 s), and room for a slow machine.
+const TOKEN_GRACE: Duration = Duration::from_secs(45);
 /// How long the exporter stays dead after each SIGKILL, while events keep coming.
 const DOWNTIME: Duration = Duration::from_secs(3);
 const GRAPH_TIMEOUT: Duration = Duration::from_secs(2);

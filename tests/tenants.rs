@@ -247,6 +247,94 @@ async fn a_passing_token_failure_never_ends_the_process() {
     assert_eq!(fake.tokens_issued(), 0);
 }
 
+/// A refresh that fails later, as when the secret expires: one warning and
+/// `credential_up` 0, then one token request a minute for the whole tenant however many of its
+/// reports poll, and no warning per report; the recovery is one info line, and every report
+/// polls again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_that_fails_later_asks_once_a_minute_for_the_whole_tenant() {
+    let fake = fake(FakeGraphOptions {
+        // azure_identity refreshes 300 s before expiry: each token serves 2 s.
+        token_lifetime: Duration::from_secs(302),
+        record_requests: true,
+        ..quiet()
+    })
+    .await;
+    let names = ["expiring".to_owned()];
+    let config = tenants_config(
+        &fake,
+        &common::fake_tenants(&fake, &names),
+        REPORTS_POLLED_EVERY_SECOND,
+    );
+    let exporter = Exporter::start(
+        &fake,
+        &[
+            &format!("--config.file={}", config.path().display()),
+            "--poll.interval=1s",
+        ],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let id = fake.tenant_id().to_owned();
+    let refused = |log: &[LoggedRequest]| -> Vec<Instant> {
+        log.iter()
+            .filter(|r| r.tenant.as_deref() == Some(id.as_str()) && r.target.contains("/oauth2/"))
+            .filter(|r| r.status == 401)
+            .map(|r| r.at)
+            .collect()
+    };
+
+    fake.retire("oauth2/v2.0/token", 401);
+    exporter
+        .wait_for_metrics("the refresh to fail", |t| {
+            credential_up(t, "expiring") == Some(0.0)
+                && REPORTS_POLLED_EVERY_SECOND
+                    .iter()
+                    .all(|report| report_up(t, "expiring", report) == Some(0.0))
+        })
+        .await;
+    // Three reports poll every second meanwhile; the tenant asks for no second token.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let log = fake.request_log();
+    let first = refused(&log);
+    assert_eq!(first.len(), 1, "token requests refused: {}", first.len());
+    fake.restore("oauth2/v2.0/token");
+
+    let text = exporter
+        .wait_longer_for_metrics("the next token request", RETRY_DEADLINE, |t| {
+            credential_up(t, "expiring") == Some(1.0)
+                && REPORTS_POLLED_EVERY_SECOND
+                    .iter()
+                    .all(|report| report_up(t, "expiring", report) == Some(1.0))
+        })
+        .await;
+    let log = fake.request_log();
+    assert_eq!(refused(&log).len(), 1, "{text}");
+    let next = log
+        .iter()
+        .find(|r| r.target.contains("/oauth2/") && r.at > first[0])
+        .expect("a token request after the refused one");
+    assert!(
+        next.at.duration_since(first[0]) >= Duration::from_secs(59),
+        "asked again after {:?}",
+        next.at.duration_since(first[0])
+    );
+    assert_eq!(
+        log_lines(&exporter, "WARN", "expiring", "token request failed"),
+        1
+    );
+    assert_eq!(
+        log_lines(&exporter, "INFO", "expiring", "succeeds again"),
+        1
+    );
+    let report_warnings = exporter
+        .logs()
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("report poll failed"))
+        .count();
+    assert_eq!(report_warnings, 0, "{}", exporter.logs());
+}
+
 /// Requests of one tenant, Graph's only (not its token endpoint).
 fn graph_requests<'a>(
     log: &'a [LoggedRequest],

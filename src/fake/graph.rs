@@ -563,7 +563,7 @@ async fn token(
         FaultEffect::Reshape(reshape) => Some(reshape),
         FaultEffect::None => None,
     };
-    let reply = issue_token(shared, req, target, tenant, ids).await;
+    let reply = issue_token(shared, req, target, tenant.zip(tenant_id), ids).await;
     match reshape {
         Some(reshape) if reply.status == StatusCode::OK => {
             reshape
@@ -574,15 +574,15 @@ async fn token(
     }
 }
 
-/// The token endpoint's normal answer; `tenant` as for [`token`].
+/// The token endpoint's normal answer; `tenant` is the index and id of the tenant in the path,
+/// `None` for one the fake does not serve.
 async fn issue_token(
     shared: &Shared,
     req: Request<Incoming>,
     target: &Target,
-    tenant: Option<usize>,
+    tenant: Option<(usize, &str)>,
     ids: &Ids,
 ) -> Reply {
-    let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
     if req.method() != Method::POST {
         return entra_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -611,7 +611,7 @@ async fn issue_token(
     let field = |name: &str| form.get(name).map_or("", String::as_str);
 
     // Entra reports each mistake differently; tests assert only on 401.
-    let Some((tenant, tenant_id)) = tenant.zip(tenant_id) else {
+    let Some((tenant, tenant_id)) = tenant else {
         let asked = token_tenant(&target.decoded).unwrap_or_default();
         return entra_error(
             StatusCode::UNAUTHORIZED,

@@ -49,6 +49,14 @@ impl Limiter {
         *next = Some(at + self.spacing);
     }
 
+    /// Returns once no pause is in force: for a request that got its slot here, then waited for
+    /// another budget (the app's) while Graph paused the tenant.
+    pub async fn wait_out_pause(&self) {
+        while let Some(until) = self.paused_until().filter(|until| *until > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     /// Holds every request until `until` (a later pause already in force wins).
     pub fn pause_until(&self, until: Instant) {
         let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,6 +89,17 @@ mod tests {
         for (i, t) in times.iter().enumerate().skip(5) {
             assert!(*t >= times[i - 5] + Duration::from_secs(10));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_its_slot_still_waits_out_a_pause() {
+        let limiter = Limiter::new(5, Duration::from_secs(10));
+        let start = Instant::now();
+        limiter.wait_out_pause().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "no pause, no wait");
+        limiter.pause_until(start + Duration::from_secs(30));
+        limiter.wait_out_pause().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

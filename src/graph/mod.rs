@@ -148,10 +148,10 @@ pub enum GraphError {
 
 impl GraphError {
     /// 429/503/504, other 5xx and transport errors are worth another try; the rest are not.
+    /// Nor is a token failure: the credential itself decides when the tenant asks again.
     fn is_retryable(&self) -> bool {
         match self {
             GraphError::Transport { .. } => true,
-            GraphError::Token { retryable, .. } => *retryable,
             GraphError::Http { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS.as_u16() || *status >= 500
             }
@@ -427,13 +427,16 @@ impl GraphClient {
         report: &'static str,
         url: &Url,
     ) -> Result<(bytes::Bytes, String), GraphError> {
-        self.limiter.acquire().await;
-        self.app_limiter.acquire().await;
+        // The token first: a tenant without one spends none of the budgets.
         let token = self
             .credential
             .get_token(&[self.scope.as_str()], None)
             .await
             .map_err(|err| token_error(&err))?;
+        self.limiter.acquire().await;
+        self.app_limiter.acquire().await;
+        // Graph may have paused the tenant while this request waited for the app's budget.
+        self.limiter.wait_out_pause().await;
         let path = url.path().to_owned();
         debug!(%path, "GET");
         let response = self
