@@ -69,20 +69,12 @@ pub async fn prepare(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<
     })
 }
 
-/// Every tenant's credential and Graph client.
-pub fn build_tenants(
-    config: &Config,
-    http: &reqwest::Client,
-    metrics: &Metrics,
-) -> Result<Vec<Tenant>, Error> {
+/// Every tenant's credential and Graph client. A credential that cannot be set up (a missing
+/// secret file) fails at its tenant's token requests, not here.
+pub fn build_tenants(config: &Config, http: &reqwest::Client, metrics: &Metrics) -> Vec<Tenant> {
     let mut tenants = Vec::with_capacity(config.tenants.len());
     for (tenant, app_limiter) in config.tenants.iter().zip(app_budgets(config)) {
-        let inner = auth::credential(tenant, &config.graph, http.clone()).map_err(|source| {
-            Error::Credential {
-                tenant: tenant.name.clone(),
-                source,
-            }
-        })?;
+        let inner = auth::credential(tenant, &config.graph, http.clone());
         let up = metrics
             .credential_up
             .with_label_values(&[tenant.name.as_str()]);
@@ -102,7 +94,7 @@ pub fn build_tenants(
             graph: Arc::new(graph),
         });
     }
-    Ok(tenants)
+    tenants
 }
 
 /// Each tenant's app budget, in the order of the tenants: one limiter per app registration
@@ -163,7 +155,7 @@ pub async fn run(
         .set(1);
     metrics.shard_tenants.set(config.tenants.len() as i64);
     let http = graph::http_client(&config.graph)?;
-    let tenants = build_tenants(&config, &http, &metrics)?;
+    let tenants = build_tenants(&config, &http, &metrics);
 
     server::prepare_descriptor_limit(config.web.max_connections);
     let listeners = config

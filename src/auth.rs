@@ -1,5 +1,6 @@
 //! Tokens from azure_identity. The credential caches tokens and refreshes them before they
-//! expire; this module builds it so that it reaches the configured authority host through the
+//! expire; this module sets it up (on the tenant's first token request, reading its secret or
+//! certificate file then) so that it reaches the configured authority host through the
 //! exporter's own HTTP client (and therefore trusts `--graph.ca-file` too), and wraps it in a
 //! [`Credential`] that remembers how the tenant's latest token request went and, while they
 //! fail, lets one through only at growing intervals.
@@ -22,37 +23,96 @@ use prometheus::IntGauge;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::config::{CredentialConfig, GraphConfig, TenantConfig};
+use crate::config::{CredentialConfig, CredentialSetupError, GraphConfig, TenantConfig};
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("reading client certificate {path}: {source}")]
-    Certificate {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "client certificate {path} is PEM; convert it to PKCS#12 (.pfx), e.g. `openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`"
-    )]
-    PemCertificate { path: String },
-    #[error("{0}")]
+enum AuthError {
+    #[error(transparent)]
+    Setup(#[from] CredentialSetupError),
+    #[error(transparent)]
     Azure(#[from] azure_core::Error),
 }
 
-/// Builds the tenant's credential. `http` is the exporter's shared client, so proxies' extra
-/// roots and timeouts apply to the token endpoint as they do to Graph.
+impl From<AuthError> for azure_core::Error {
+    fn from(err: AuthError) -> Self {
+        match err {
+            // Kept as the source, so that the Graph side can tell a file to fix from a passing
+            // failure.
+            AuthError::Setup(setup) => {
+                azure_core::Error::new(azure_core::error::ErrorKind::Credential, setup)
+            }
+            AuthError::Azure(azure) => azure,
+        }
+    }
+}
+
+/// The tenant's azure_identity credential, set up on its first token request and again after
+/// a request fails: secret and certificate files are read then, so that one tenant's missing
+/// file fails that tenant only, and a rotated file is picked up at its next attempt. `http` is
+/// the exporter's shared client, so proxies' extra roots and timeouts apply to the token
+/// endpoint as they do to Graph.
 pub fn credential(
     tenant: &TenantConfig,
     graph: &GraphConfig,
     http: reqwest::Client,
+) -> Arc<dyn TokenCredential> {
+    Arc::new(SetUpOnDemand {
+        tenant: tenant.clone(),
+        authority_host: graph
+            .authority_host
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+        http,
+        set_up: Mutex::new(None),
+    })
+}
+
+#[derive(Debug)]
+struct SetUpOnDemand {
+    tenant: TenantConfig,
+    authority_host: String,
+    http: reqwest::Client,
+    set_up: Mutex<Option<Arc<dyn TokenCredential>>>,
+}
+
+impl SetUpOnDemand {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<dyn TokenCredential>>> {
+        self.set_up.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for SetUpOnDemand {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let existing = self.lock().clone();
+        let inner = match existing {
+            Some(inner) => inner,
+            None => {
+                let inner = set_up(&self.tenant, &self.authority_host, self.http.clone())?;
+                *self.lock() = Some(inner.clone());
+                inner
+            }
+        };
+        let result = inner.get_token(scopes, options).await;
+        if result.is_err() {
+            *self.lock() = None;
+        }
+        result
+    }
+}
+
+fn set_up(
+    tenant: &TenantConfig,
+    authority_host: &str,
+    http: reqwest::Client,
 ) -> Result<Arc<dyn TokenCredential>, AuthError> {
     let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = graph
-        .authority_host
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
+    cloud.authority_host = authority_host.to_owned();
     let client_options = ClientOptions {
         transport: Some(Transport::new(Arc::new(http))),
         cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
@@ -66,7 +126,7 @@ pub fn credential(
         CredentialConfig::ClientSecret { client_id, secret } => ClientSecretCredential::new(
             &tenant.tenant_id,
             client_id.clone(),
-            secret.clone(),
+            secret.read()?,
             Some(ClientSecretCredentialOptions { client_options }),
         )?,
         CredentialConfig::ClientCertificate {
@@ -75,16 +135,16 @@ pub fn credential(
             password,
         } => {
             let shown = path.display().to_string();
-            let bytes = std::fs::read(path).map_err(|source| AuthError::Certificate {
+            let bytes = std::fs::read(path).map_err(|source| CredentialSetupError::Read {
                 path: shown.clone(),
                 source,
             })?;
             if bytes.starts_with(b"-----BEGIN") {
-                return Err(AuthError::PemCertificate { path: shown });
+                return Err(CredentialSetupError::PemCertificate { path: shown }.into());
             }
             let options = ClientCertificateCredentialOptions {
                 client_options,
-                password: password.clone(),
+                password: password.as_ref().map(|p| p.read()).transpose()?,
             };
             ClientCertificateCredential::new(
                 tenant.tenant_id.clone(),
@@ -404,5 +464,50 @@ mod tests {
         switch.failing.store(true, Ordering::SeqCst);
         assert!(credential.get_token(&["s"], None).await.is_err());
         assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_file_that_cannot_be_used_fails_its_token_requests_for_good() {
+        use clap::Parser;
+        use std::io::Write;
+        let mut pem = tempfile::NamedTempFile::new().unwrap();
+        pem.write_all(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        for (path, needle) in [
+            (
+                pem.path().display().to_string(),
+                "is PEM; convert it to PKCS#12",
+            ),
+            (
+                "/nonexistent/cert.pfx".to_owned(),
+                "reading /nonexistent/cert.pfx",
+            ),
+        ] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            write!(
+                file,
+                "tenants:\n  - {{tenant_id: t, client_id: c, client_certificate_path: {path}}}\n"
+            )
+            .unwrap();
+            let cli = crate::cli::Cli::try_parse_from([
+                "x",
+                "--config.file",
+                file.path().to_str().unwrap(),
+            ])
+            .unwrap();
+            let config =
+                crate::config::Config::load(&cli, &|_| None, &crate::reports::names()).unwrap();
+            let credential = credential(&config.tenants[0], &config.graph, reqwest::Client::new());
+            let err = credential.get_token(&["s"], None).await.unwrap_err();
+            assert!(crate::error_chain(&err).contains(needle), "{err}");
+            // Not worth asking again soon: alone, such a tenant ends the start.
+            assert!(matches!(
+                crate::graph::token_error(&err),
+                crate::graph::GraphError::Token {
+                    retryable: false,
+                    ..
+                }
+            ));
+        }
     }
 }

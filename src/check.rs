@@ -159,7 +159,7 @@ pub async fn run(
         demo: _demo,
     } = app::prepare(cli, env).await?;
     let http = graph::http_client(&config.graph)?;
-    let tenants = app::build_tenants(&config, &http, &Metrics::new()?)?;
+    let tenants = app::build_tenants(&config, &http, &Metrics::new()?);
     // In configuration order, as many tenants at once as the exporter's start-up asks tokens for.
     let tenants: Vec<TenantFinding> = stream::iter(tenants)
         .map(check_tenant)

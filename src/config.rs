@@ -140,12 +140,12 @@ pub struct GroupConfig {
 pub enum CredentialConfig {
     ClientSecret {
         client_id: String,
-        secret: Secret,
+        secret: SecretSource,
     },
     ClientCertificate {
         client_id: String,
         path: PathBuf,
-        password: Option<Secret>,
+        password: Option<SecretSource>,
     },
     WorkloadIdentity {
         client_id: String,
@@ -154,6 +154,67 @@ pub enum CredentialConfig {
     ManagedIdentity {
         client_id: Option<String>,
     },
+}
+
+/// A secret given inline, or the file that holds it. Files are read when the tenant's credential
+/// is set up, not when the configuration loads: a file that is missing or unreadable fails that
+/// tenant only, and a rotated file is read again after a token request fails.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret, reading the file (without the trailing newline editors and `echo` add).
+    pub fn read(&self) -> Result<Secret, CredentialSetupError> {
+        let path = match self {
+            SecretSource::Inline(secret) => return Ok(secret.clone()),
+            SecretSource::File(path) => path,
+        };
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| CredentialSetupError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| CredentialSetupError::Invalid {
+            path: shown.clone(),
+            problem: "is not UTF-8 text",
+        })?;
+        let secret = text.trim_end_matches(['\r', '\n']);
+        if secret.is_empty() {
+            return Err(CredentialSetupError::Invalid {
+                path: shown,
+                problem: "is empty",
+            });
+        }
+        Ok(Secret::new(secret.to_owned()))
+    }
+}
+
+impl From<String> for SecretSource {
+    fn from(secret: String) -> Self {
+        SecretSource::Inline(Secret::new(secret))
+    }
+}
+
+/// A tenant's credential that its configuration cannot set up: a secret or certificate file
+/// that cannot be read or is not what it should be. Asking the token endpoint again does not
+/// help, as with a refused secret: the file must be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialSetupError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} {problem}")]
+    Invalid { path: String, problem: &'static str },
+    #[error(
+        "client certificate {path} is PEM; convert it to PKCS#12 (.pfx), e.g. `openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`"
+    )]
+    PemCertificate { path: String },
 }
 
 impl CredentialConfig {
@@ -427,18 +488,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-/// Reads a secret from a file, dropping the trailing newline editors and `echo` add.
-fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
-    let bytes = read_file(path)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| invalid(format!("{} is not UTF-8 text", path.display())))?;
-    let secret = text.trim_end_matches(['\r', '\n']);
-    if secret.is_empty() {
-        return Err(invalid(format!("secret file {} is empty", path.display())));
-    }
-    Ok(Secret::new(secret.to_owned()))
-}
-
 fn validate_report_names(
     reports: &BTreeMap<String, ReportOverride>,
     place: &str,
@@ -503,16 +552,16 @@ fn resolve_file_tenant(
                 "{place}: set client_secret or client_secret_file, not both"
             )));
         }
-        (Some(inline), None) => Some(Secret::new(inline)),
-        (None, Some(path)) => Some(read_secret_file(path)?),
+        (Some(inline), None) => Some(SecretSource::from(inline)),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
         (None, None) => None,
     };
     let password = match (
         tenant.client_certificate_password,
         &tenant.client_certificate_password_file,
     ) {
-        (Some(inline), None) => Some(Secret::new(inline)),
-        (None, Some(path)) => Some(read_secret_file(path)?),
+        (Some(inline), None) => Some(SecretSource::from(inline)),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
         (None, None) => None,
         (Some(_), Some(_)) => {
             return Err(invalid(format!(
@@ -643,13 +692,13 @@ fn tenant_from_env(
     let credential = if let Some(secret) = var("AZURE_CLIENT_SECRET") {
         CredentialConfig::ClientSecret {
             client_id,
-            secret: Secret::new(secret),
+            secret: SecretSource::from(secret),
         }
     } else if let Some(path) = var("AZURE_CLIENT_CERTIFICATE_PATH") {
         CredentialConfig::ClientCertificate {
             client_id,
             path: path.into(),
-            password: var("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new),
+            password: var("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(SecretSource::from),
         }
     } else if let Some(path) = var("AZURE_FEDERATED_TOKEN_FILE") {
         CredentialConfig::WorkloadIdentity {
@@ -771,7 +820,7 @@ mod tests {
         assert_eq!(config.tenants[0].name, "tid");
         assert!(matches!(
             &config.tenants[0].credential,
-            CredentialConfig::ClientSecret { client_id, secret } if client_id == "cid" && secret.secret() == "s3cret"
+            CredentialConfig::ClientSecret { client_id, secret } if client_id == "cid" && secret.read().unwrap().secret() == "s3cret"
         ));
         assert_eq!(
             config.web.listen_addresses[0].target,
@@ -939,7 +988,7 @@ tenants:
         let contoso = &config.tenants[0];
         assert_eq!(contoso.name, "contoso");
         assert!(matches!(&contoso.credential,
-            CredentialConfig::ClientSecret { secret, .. } if secret.secret() == "from-file"));
+            CredentialConfig::ClientSecret { secret, .. } if secret.read().unwrap().secret() == "from-file"));
         let summary = contoso.report_settings("credentialUsageSummary", Duration::from_secs(600));
         assert_eq!(summary.interval, Duration::from_secs(300));
         assert_eq!(summary.max_age, Duration::from_secs(900));
@@ -1031,10 +1080,6 @@ tenants:
             (
                 "reports:\n  userEventsSummary: {max_pages: 0}\n",
                 "userEventsSummary.max_pages must be at least 1",
-            ),
-            (
-                "tenants:\n  - {tenant_id: t, client_id: c, client_secret_file: /nonexistent/secret}\n",
-                "/nonexistent/secret",
             ),
         ] {
             let err = load_yaml(text).unwrap_err().to_string();
@@ -1210,6 +1255,31 @@ tenants:
             let err = load(&cli(&all), &no_env).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn secret_files_are_read_when_the_credential_is_set_up_not_at_load() {
+        let config = load_yaml(
+            "tenants:\n  - {tenant_id: t, client_id: c, client_secret_file: /nonexistent/secret}\n",
+        )
+        .unwrap();
+        let CredentialConfig::ClientSecret { secret, .. } = &config.tenants[0].credential else {
+            panic!("a client secret");
+        };
+        let err = secret.read().unwrap_err().to_string();
+        assert!(err.contains("reading /nonexistent/secret"), "{err}");
+
+        for (content, needle) in [(&b""[..], "is empty"), (&b"\xff\xfe"[..], "not UTF-8")] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            file.write_all(content).unwrap();
+            let source = SecretSource::File(file.path().to_owned());
+            let err = source.read().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"rotated\n").unwrap();
+        let source = SecretSource::File(file.path().to_owned());
+        assert_eq!(source.read().unwrap().secret(), "rotated");
     }
 
     #[test]

@@ -37,12 +37,6 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error("configuration: {0}")]
     Strength(#[from] reports::strength::StrengthError),
-    #[error("credential for tenant {tenant}: {source}")]
-    Credential {
-        tenant: String,
-        #[source]
-        source: auth::AuthError,
-    },
     /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
     #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
     Refused {

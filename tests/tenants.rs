@@ -215,6 +215,91 @@ async fn the_process_ends_only_when_every_tenant_is_refused() {
     assert_eq!(fake.tokens_issued(), 0);
 }
 
+/// A tenant whose secret file is missing (a Secret key not mounted) fails alone, like a refused
+/// one, and writing the file brings it back at its next attempt without a restart. With no
+/// other tenant, the process ends with one line that names the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_secret_file_fails_its_tenant_alone_until_the_file_appears() {
+    let fake = fake(FakeGraphOptions {
+        tenants: 2,
+        ..quiet()
+    })
+    .await;
+    let ids = fake.tenant_ids().to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("fabrikam.secret");
+    let fabrikam = format!(
+        "  - {{name: fabrikam, tenant_id: {}, client_id: {}, client_secret_file: {}}}\n",
+        ids[1],
+        fake.client_id(),
+        secret_file.display()
+    );
+    let reports: String = entra_authmethods_exporter::reports::names()
+        .into_iter()
+        .map(|r| format!("  {r}: {{enabled: {}}}\n", REPORTS.contains(&r)))
+        .collect();
+
+    // Alone, it ends the start like a wrong secret.
+    let alone = common::temp_file(&format!("reports:\n{reports}tenants:\n{fabrikam}"));
+    let ca = ca_file(&fake);
+    let mut command = command_for(&fake, &ca);
+    command.arg(format!("--config.file={}", alone.path().display()));
+    let output = command.output().expect("exporter runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let errors = common::json_error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("fabrikam.secret"), "{stderr}");
+
+    // Beside a working tenant, it stops nothing.
+    let config = common::temp_file(&format!(
+        "reports:\n{reports}tenants:\n  - {{name: contoso, tenant_id: {}, client_id: {}, client_secret: {}}}\n{fabrikam}",
+        ids[0],
+        fake.client_id(),
+        fake.client_secret()
+    ));
+    let exporter = Exporter::start(
+        &fake,
+        &[
+            &format!("--config.file={}", config.path().display()),
+            "--poll.interval=1h",
+        ],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let text = exporter.metrics().await;
+    assert_eq!(credential_up(&text, "contoso"), Some(1.0), "{text}");
+    assert_eq!(credential_up(&text, "fabrikam"), Some(0.0), "{text}");
+    let (_, landing) = exporter.get("/").await;
+    assert!(landing.contains("fabrikam.secret"), "{landing}");
+    assert_eq!(
+        log_lines(&exporter, "WARN", "fabrikam", "token request failed"),
+        1
+    );
+
+    std::fs::write(&secret_file, format!("{}\n", fake.client_secret())).unwrap();
+    exporter
+        .wait_longer_for_metrics(
+            "fabrikam to read its file at its retry",
+            RETRY_DEADLINE,
+            |t| {
+                credential_up(t, "fabrikam") == Some(1.0)
+                    && REPORTS
+                        .iter()
+                        .all(|report| report_up(t, "fabrikam", report) == Some(1.0))
+            },
+        )
+        .await;
+    assert_eq!(
+        log_lines(&exporter, "INFO", "fabrikam", "succeeds again"),
+        1
+    );
+    assert!(
+        !exporter.logs().contains(fake.client_secret()),
+        "secret leaked"
+    );
+}
+
 /// 429 and 5xx from the token endpoint, a name that does not resolve: none ends the process,
 /// even with a single tenant.
 #[tokio::test(flavor = "multi_thread")]

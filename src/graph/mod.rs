@@ -21,7 +21,7 @@ use url::Url;
 
 pub use limiter::Limiter;
 
-use crate::config::GraphConfig;
+use crate::config::{CredentialSetupError, GraphConfig};
 
 /// The window Graph's identity-reports throttling budget is counted over.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
@@ -558,11 +558,14 @@ impl GraphClient {
 }
 
 /// A token failure is worth retrying unless the token endpoint refused the request (4xx other
-/// than 429): a wrong secret stays wrong.
+/// than 429) or the credential could not be set up from its files: a wrong secret stays wrong.
 pub fn token_error(err: &azure_core::Error) -> GraphError {
     let mut retryable = true;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
+        if cause.is::<CredentialSetupError>() {
+            retryable = false;
+        }
         if let Some(status) = cause
             .downcast_ref::<azure_core::Error>()
             .and_then(azure_core::Error::http_status)
