@@ -60,6 +60,20 @@ fn token_requests(log: &[LoggedRequest], tenant_id: &str) -> usize {
         .count()
 }
 
+/// The exporter with `config`, polling every hour, once ready.
+async fn polling_hourly(fake: &FakeGraph, config: &tempfile::NamedTempFile) -> Exporter {
+    let exporter = Exporter::start(
+        fake,
+        &[
+            &format!("--config.file={}", config.path().display()),
+            "--poll.interval=1h",
+        ],
+    )
+    .await;
+    exporter.wait_ready().await;
+    exporter
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_tenant_stops_nothing_and_a_failing_one_recovers_at_its_retry() {
     let fake = fake(FakeGraphOptions {
@@ -102,17 +116,8 @@ async fn a_refused_tenant_stops_nothing_and_a_failing_one_recovers_at_its_retry(
         REPORTS,
     );
     let started = Instant::now();
-    let mut exporter = Exporter::start(
-        &fake,
-        &[
-            &format!("--config.file={}", config.path().display()),
-            "--poll.interval=1h",
-        ],
-    )
-    .await;
-
     // Ready once the tenant with a token has polled: the others' reports stay pending.
-    exporter.wait_ready().await;
+    let mut exporter = polling_hourly(&fake, &config).await;
     let text = exporter.metrics().await;
     assert_eq!(credential_up(&text, "good"), Some(1.0), "{text}");
     assert_eq!(credential_up(&text, "revoked"), Some(0.0), "{text}");
@@ -234,13 +239,10 @@ async fn a_missing_secret_file_fails_its_tenant_alone_until_the_file_appears() {
         fake.client_id(),
         secret_file.display()
     );
-    let reports: String = entra_authmethods_exporter::reports::names()
-        .into_iter()
-        .map(|r| format!("  {r}: {{enabled: {}}}\n", REPORTS.contains(&r)))
-        .collect();
+    let reports = common::reports_yaml(REPORTS);
 
     // Alone, it ends the start like a wrong secret.
-    let alone = common::temp_file(&format!("reports:\n{reports}tenants:\n{fabrikam}"));
+    let alone = common::temp_file(&format!("{reports}tenants:\n{fabrikam}"));
     let ca = ca_file(&fake);
     let mut command = command_for(&fake, &ca);
     command.arg(format!("--config.file={}", alone.path().display()));
@@ -253,20 +255,12 @@ async fn a_missing_secret_file_fails_its_tenant_alone_until_the_file_appears() {
 
     // Beside a working tenant, it stops nothing.
     let config = common::temp_file(&format!(
-        "reports:\n{reports}tenants:\n  - {{name: contoso, tenant_id: {}, client_id: {}, client_secret: {}}}\n{fabrikam}",
+        "{reports}tenants:\n  - {{name: contoso, tenant_id: {}, client_id: {}, client_secret: {}}}\n{fabrikam}",
         ids[0],
         fake.client_id(),
         fake.client_secret()
     ));
-    let exporter = Exporter::start(
-        &fake,
-        &[
-            &format!("--config.file={}", config.path().display()),
-            "--poll.interval=1h",
-        ],
-    )
-    .await;
-    exporter.wait_ready().await;
+    let exporter = polling_hourly(&fake, &config).await;
     let text = exporter.metrics().await;
     assert_eq!(credential_up(&text, "contoso"), Some(1.0), "{text}");
     assert_eq!(credential_up(&text, "fabrikam"), Some(0.0), "{text}");

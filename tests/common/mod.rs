@@ -122,6 +122,19 @@ pub fn json_error_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The config file's `reports:` section that enables only `reports` (nothing when empty).
+pub fn reports_yaml(reports: &[&str]) -> String {
+    if reports.is_empty() {
+        return String::new();
+    }
+    let mut yaml = "reports:\n".to_owned();
+    for report in entra_authmethods_exporter::reports::names() {
+        let enabled = reports.contains(&report);
+        yaml.push_str(&format!("  {report}: {{enabled: {enabled}}}\n"));
+    }
+    yaml
+}
+
 /// A config file for `tenants`, all with the fake's client id, where only `reports` are
 /// enabled (all of them when empty).
 pub fn tenants_config(
@@ -129,14 +142,7 @@ pub fn tenants_config(
     tenants: &[ConfiguredTenant],
     reports: &[&str],
 ) -> tempfile::NamedTempFile {
-    let mut yaml = String::new();
-    if !reports.is_empty() {
-        yaml.push_str("reports:\n");
-        for report in entra_authmethods_exporter::reports::names() {
-            let enabled = reports.contains(&report);
-            yaml.push_str(&format!("  {report}: {{enabled: {enabled}}}\n"));
-        }
-    }
+    let mut yaml = reports_yaml(reports);
     yaml.push_str("tenants:\n");
     for tenant in tenants {
         yaml.push_str(&format!(
