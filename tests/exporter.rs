@@ -17,6 +17,7 @@ const FAMILIES: &[&str] = &[
     "entra_credential_usage_events_total",
     "entra_credential_usage_outcome_events_total",
     "entra_credential_usage_last_event_timestamp_seconds",
+    "entra_credential_usage_recent_outcome_events",
     "entra_exporter_report_up",
     "entra_exporter_report_last_success_timestamp_seconds",
     "entra_exporter_report_duration_seconds",

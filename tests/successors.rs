@@ -28,6 +28,7 @@ const SUCCESSOR_FAMILIES: &[&str] = &[
     "entra_authmethods_usage_events_total",
     "entra_authmethods_usage_outcome_events_total",
     "entra_authmethods_usage_last_event_timestamp_seconds",
+    "entra_authmethods_usage_recent_outcome_events",
     "entra_exporter_report_rows",
 ];
 

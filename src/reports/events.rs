@@ -15,7 +15,10 @@
 //!   (registration|reset, success|failure) series exists from the first completed poll, so a
 //!   burst under a method or reason never seen before is growth of an existing series, which
 //!   `increase()` sees in full; alerts use this one;
-//! - `*_last_event_timestamp_seconds{feature}`: the newest eventDateTime.
+//! - `*_last_event_timestamp_seconds{feature}`: the newest eventDateTime;
+//! - `*_recent_outcome_events{feature,status}`: listed events whose eventDateTime is within
+//!   [`RECENT`] before the poll, by when they happened rather than when a poll listed them, so
+//!   a backlog Graph delivers late does not dilute what happened last (the spike alert reads it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -40,6 +43,8 @@ pub const OUTCOME_LABELS: &[&str] = &["feature", "status"];
 /// The features and statuses Graph documents (featureType): their outcome series are exported
 /// at zero from the first completed poll.
 const KNOWN_FEATURES: [&str; 2] = ["registration", "reset"];
+/// How far before a poll an event's eventDateTime counts as recent: the spike alert's window.
+pub const RECENT: Duration = Duration::from_secs(30 * 60);
 
 /// How far back Graph lists events: the reports cover the last 30 days (their D30 period).
 pub const GRAPH_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -58,6 +63,7 @@ pub struct EventMetrics {
     pub total: &'static MetricDef,
     pub outcome: &'static MetricDef,
     pub last_event: &'static MetricDef,
+    pub recent: &'static MetricDef,
 }
 
 /// One usage event. User names and display names are not deserialized at all.
@@ -190,12 +196,7 @@ impl EventCounter {
             seen: HashMap::new(),
             newest: None,
             totals: BTreeMap::new(),
-            outcomes: KNOWN_FEATURES
-                .iter()
-                .flat_map(|feature| {
-                    Outcome::ALL.map(|status| (((*feature).to_owned(), status.as_str()), 0))
-                })
-                .collect(),
+            outcomes: known_outcomes(),
             primed: false,
         }
     }
@@ -284,6 +285,7 @@ impl EventCounter {
             window: HashMap::new(),
             ids: HashMap::new(),
             newest: BTreeMap::new(),
+            recent: known_outcomes(),
         }
     }
 
@@ -351,8 +353,25 @@ impl EventCounter {
         for (feature, newest) in pass.newest {
             snapshot.push(self.metrics.last_event, vec![feature], newest as f64);
         }
+        for ((feature, status), events) in pass.recent {
+            snapshot.push(
+                self.metrics.recent,
+                vec![feature, status.to_owned()],
+                events as f64,
+            );
+        }
         snapshot
     }
+}
+
+/// Every (registration|reset, success|failure) outcome at zero.
+fn known_outcomes() -> BTreeMap<OutcomeKey, u64> {
+    KNOWN_FEATURES
+        .iter()
+        .flat_map(|feature| {
+            Outcome::ALL.map(|status| (((*feature).to_owned(), status.as_str()), 0))
+        })
+        .collect()
 }
 
 /// One read of the report in progress.
@@ -363,6 +382,7 @@ pub struct Pass<'a> {
     window: HashMap<RawKey, KeyCounts>,
     ids: HashMap<u64, i64>,
     newest: BTreeMap<String, i64>,
+    recent: BTreeMap<OutcomeKey, u64>,
 }
 
 /// A complete read, ready to commit.
@@ -370,6 +390,7 @@ pub struct FinishedPass {
     window: HashMap<RawKey, KeyCounts>,
     ids: HashMap<u64, i64>,
     newest: BTreeMap<String, i64>,
+    recent: BTreeMap<OutcomeKey, u64>,
 }
 
 impl Pass<'_> {
@@ -402,6 +423,14 @@ impl Pass<'_> {
             if let Some(at) = at {
                 let newest = self.newest.entry(row.feature.clone()).or_insert(at);
                 *newest = (*newest).max(at);
+                let since = self.now.saturating_sub(RECENT.as_secs() as i64);
+                if first_in_pass && at > since {
+                    let status = Outcome::from_success(row.is_success).as_str();
+                    *self
+                        .recent
+                        .entry((row.feature.clone(), status))
+                        .or_default() += 1;
+                }
             }
             let counts = self
                 .window
@@ -417,6 +446,7 @@ impl Pass<'_> {
             window: self.window,
             ids: self.ids,
             newest: self.newest,
+            recent: self.recent,
         }
     }
 }
@@ -462,6 +492,14 @@ impl Outcome {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
+        }
+    }
+
+    fn from_success(success: bool) -> Self {
+        if success {
+            Outcome::Success
+        } else {
+            Outcome::Failure
         }
     }
 
@@ -539,11 +577,18 @@ mod tests {
         kind: Kind::Gauge,
         labels: &["feature"],
     };
+    static RECENT_EVENTS: MetricDef = MetricDef {
+        name: "recent",
+        help: "h",
+        kind: Kind::Gauge,
+        labels: OUTCOME_LABELS,
+    };
     static METRICS: EventMetrics = EventMetrics {
         window: &WINDOW_EVENTS,
         total: &EVENTS_TOTAL,
         outcome: &OUTCOME,
         last_event: &LAST_EVENT,
+        recent: &RECENT_EVENTS,
     };
 
     /// 2026-11-20T12:00:00Z, two hours after the test events.
@@ -754,6 +799,54 @@ mod tests {
         assert_eq!(total(&poll(&mut counter, &page(&[])).unwrap()), 10.0);
         assert_eq!(total(&poll(&mut counter, &page(&more)).unwrap()), 10.0);
         assert_eq!(counter.remembered(), 210);
+    }
+
+    /// An event at `minutes` before NOW.
+    fn at_minutes(id: &str, success: bool, minutes: i64) -> String {
+        let at = time::OffsetDateTime::from_unix_timestamp(NOW - minutes * 60)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        format!(
+            r#"{{"id":"{id}","feature":"reset","isSuccess":{success},"authMethod":"email","failureReason":"bad code","eventDateTime":"{at}"}}"#
+        )
+    }
+
+    /// A backlog Graph lists late: the gauge counts by when the events happened, from the very
+    /// first poll (which counts nothing), each event once, and every outcome from zero.
+    #[test]
+    fn recent_events_are_counted_by_event_time_within_thirty_minutes_of_the_poll() {
+        let mut counter = EventCounter::new(&METRICS, 20);
+        let backlog = page(&[
+            at_minutes("old", false, 180),
+            at_minutes("edge", false, 30),
+            at_minutes("f1", false, 29),
+            at_minutes("f2", false, 5),
+            at_minutes("f2", false, 5),
+            at_minutes("s1", true, 1),
+        ]);
+        let s = poll(&mut counter, &backlog).unwrap();
+        assert_eq!(s.value(&RECENT_EVENTS, &["reset", "failure"]), Some(2.0));
+        assert_eq!(s.value(&RECENT_EVENTS, &["reset", "success"]), Some(1.0));
+        assert_eq!(
+            s.value(&RECENT_EVENTS, &["registration", "failure"]),
+            Some(0.0)
+        );
+        assert_eq!(
+            s.value(&RECENT_EVENTS, &["registration", "success"]),
+            Some(0.0)
+        );
+        assert_eq!(outcome_total(&s), 0.0);
+        // An hour later nothing new was listed: nothing is recent any more.
+        let later = poll_at(&mut counter, &backlog, NOW + 3600).unwrap();
+        assert_eq!(
+            later.value(&RECENT_EVENTS, &["reset", "failure"]),
+            Some(0.0)
+        );
+        assert_eq!(
+            later.value(&RECENT_EVENTS, &["reset", "success"]),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Metrics: `entra_credential_usage_window_events`, `entra_credential_usage_events_total`
 //! (`{feature,auth_method,status,failure_reason}`), `entra_credential_usage_outcome_events_total`
-//! (`{feature,status}`) and
+//! (`{feature,status}`), `entra_credential_usage_recent_outcome_events{feature,status}` and
 //! `entra_credential_usage_last_event_timestamp_seconds{feature}`.
 
 use super::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
@@ -22,6 +22,7 @@ pub const SPEC: ReportSpec = ReportSpec {
         &EVENTS_TOTAL,
         &OUTCOME_EVENTS_TOTAL,
         &LAST_EVENT,
+        &RECENT_EVENTS,
     ],
     build,
 };
@@ -56,11 +57,19 @@ pub static LAST_EVENT: MetricDef = MetricDef {
     labels: &["feature"],
 };
 
+pub static RECENT_EVENTS: MetricDef = MetricDef {
+    name: "entra_credential_usage_recent_outcome_events",
+    help: "SSPR registration and reset events in the credential usage details report whose eventDateTime is within the 30 minutes before the last poll, by feature and outcome; every registration/reset and success/failure series exists from the first poll.",
+    kind: Kind::Gauge,
+    labels: OUTCOME_LABELS,
+};
+
 static METRICS: EventMetrics = EventMetrics {
     window: &WINDOW_EVENTS,
     total: &EVENTS_TOTAL,
     outcome: &OUTCOME_EVENTS_TOTAL,
     last_event: &LAST_EVENT,
+    recent: &RECENT_EVENTS,
 };
 
 fn build(context: &BuildContext) -> Box<dyn Report> {
