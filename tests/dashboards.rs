@@ -77,6 +77,40 @@ fn tenantless(metric: &str) -> bool {
         || metric.starts_with("entra_authmethods:alert_threshold:")
 }
 
+/// Alerts about scrape targets rather than tenants: their ALERTS series have no tenant label.
+const TENANTLESS_ALERTS: [&str; 2] = [
+    "EntraAuthMethodsExporterDown",
+    "EntraAuthMethodsExporterAbsent",
+];
+
+/// The alert names an `ALERTS{alertname=...}` selector's matcher admits: a name or an
+/// alternation of names, each possibly ending in `.*` (a prefix).
+fn alertname_patterns(selector: &Selector) -> Vec<String> {
+    selector
+        .matchers
+        .iter()
+        .filter(|(label, op, _)| label == "alertname" && (op == "=" || op == "=~"))
+        .flat_map(|(_, _, value)| value.split('|').map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+fn admits(pattern: &str, alert: &str) -> bool {
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => alert.starts_with(prefix),
+        None => pattern == alert,
+    }
+}
+
+/// An ALERTS selector that names only alerts without a tenant label.
+fn only_tenantless_alerts(selector: &Selector) -> bool {
+    let patterns = alertname_patterns(selector);
+    selector.metric == "ALERTS"
+        && !patterns.is_empty()
+        && patterns
+            .iter()
+            .all(|p| TENANTLESS_ALERTS.iter().any(|alert| p == alert))
+}
+
 // A small PromQL lexer: enough to find every vector selector with its matchers and every range,
 // without mistaking text inside string literals for either.
 
@@ -314,7 +348,9 @@ fn query_violations(expr: &str) -> Vec<String> {
         Ok(selectors) if selectors.is_empty() => found.push("no vector selector".to_owned()),
         Ok(selectors) => {
             for selector in selectors {
-                if !tenantless(&selector.metric) && !selector.matchers.iter().any(is_tenant_matcher)
+                if !tenantless(&selector.metric)
+                    && !only_tenantless_alerts(&selector)
+                    && !selector.matchers.iter().any(is_tenant_matcher)
                 {
                     found.push(format!(
                         "selector {} lacks tenant=~\"$tenant\"",
@@ -631,6 +667,78 @@ fn every_dashboard_is_present_and_follows_the_conventions() {
             found.join("\n")
         );
     }
+}
+
+/// The README's dashboards by the names runbooks give them, and their uids.
+const RUNBOOK_DASHBOARDS: [(&str, &str); 3] = [
+    ("**Overview**", "entra-authmethods-overview"),
+    (
+        "**SSPR and registration activity**",
+        "entra-authmethods-sspr",
+    ),
+    ("**Exporter health**", "entra-authmethods-exporter"),
+];
+
+/// Every alert's runbook sends the reader to at least one dashboard, and that dashboard shows
+/// the alert in its annotations.
+#[test]
+fn every_alert_is_annotated_on_the_dashboards_its_runbook_points_to() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let runbooks = readme
+        .split("\n## Runbooks\n")
+        .nth(1)
+        .expect("README has a Runbooks section");
+    let runbooks = runbooks.split("\n## ").next().unwrap_or_default();
+    let dashboards = dashboards::load_all();
+    let mut checked = 0;
+    for rule in common::repo_yaml("deploy/prometheus/entra-authmethods.rules.yml")["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+    {
+        let Some(alert) = rule["alert"].as_str() else {
+            continue;
+        };
+        let section = runbooks
+            .split(&format!("### {alert}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no runbook for {alert}"));
+        let section = section.split("\n### ").next().unwrap_or_default();
+        let named: Vec<&str> = RUNBOOK_DASHBOARDS
+            .iter()
+            .filter(|(name, _)| section.contains(name))
+            .map(|(_, uid)| *uid)
+            .collect();
+        assert!(
+            !named.is_empty(),
+            "the runbook of {alert} names no dashboard"
+        );
+        for uid in named {
+            let dashboard = dashboards
+                .iter()
+                .find(|d| d.uid() == uid)
+                .expect("dashboard");
+            let annotated = dashboards::queries(&dashboard.json)
+                .iter()
+                .filter(|q| q.kind == QueryKind::Annotation)
+                .flat_map(|q| selectors(&q.expr).unwrap_or_default())
+                .filter(|selector| selector.metric == "ALERTS")
+                .any(|selector| {
+                    alertname_patterns(&selector)
+                        .iter()
+                        .any(|pattern| admits(pattern, alert))
+                });
+            assert!(
+                annotated,
+                "{alert}: its runbook points to {uid}, whose annotations leave it out"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked}");
 }
 
 #[test]
@@ -994,7 +1102,7 @@ fn the_checker_accepts_a_good_dashboard_and_finds_its_nested_queries() {
 #[test]
 fn the_checker_rejects_each_violation() {
     type Break = fn(&mut Value);
-    let cases: [(&str, Break, &str); 24] = [
+    let cases: [(&str, Break, &str); 25] = [
         (
             "pie of every tenant",
             |d| d["panels"][0]["type"] = json!("piechart"),
@@ -1101,6 +1209,14 @@ fn the_checker_rejects_each_violation() {
         (
             "annotation without tenant",
             |d| d["annotations"]["list"][0]["expr"] = json!("ALERTS{alertstate=\"firing\"}"),
+            "selector ALERTS lacks",
+        ),
+        (
+            "annotation of a tenant's alert without tenant",
+            |d| {
+                d["annotations"]["list"][0]["expr"] =
+                    json!("ALERTS{alertname=~\"EntraAuthMethodsExporterDown|EntraReportDown\"}")
+            },
             "selector ALERTS lacks",
         ),
         (

@@ -310,7 +310,7 @@ async fn dashboards_and_rules_work_on_a_real_prometheus_and_the_demo_spike_pages
                 prometheus
                     .api(
                         "/api/v1/query",
-                        &[("query", r#"tenant_feature_status:entra_usage_events:increase30m{feature="reset"}"#)]
+                        &[("query", r#"tenant_feature_status:entra_usage_outcome_events:increase30m{feature="reset"}"#)]
                     )
                     .await?["result"]
             )),

@@ -11,11 +11,14 @@ use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
 /// The promtool unit tests: short cases evaluated every minute, and cases over days and weeks
-/// evaluated every 5 minutes. Each runs in its own promtool, in parallel.
-const RULE_TESTS: [&str; 3] = [
+/// (what the spike alert learns from its history among them) and under a global view evaluated
+/// every 5 minutes. Each runs in its own promtool, in parallel.
+const RULE_TESTS: [&str; 5] = [
     "deploy/prometheus/entra-authmethods.rules.test.yml",
     "deploy/prometheus/entra-authmethods.rules.days.test.yml",
     "deploy/prometheus/entra-authmethods.rules.weeks.test.yml",
+    "deploy/prometheus/entra-authmethods.rules.history.test.yml",
+    "deploy/prometheus/entra-authmethods.rules.global.test.yml",
 ];
 const RUNBOOK_BASE: &str =
     "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter#";
@@ -89,6 +92,16 @@ fn promtool_unit_tests_over_days_pass() {
 #[test]
 fn promtool_unit_tests_over_weeks_pass() {
     promtool(&["test", "rules", "entra-authmethods.rules.weeks.test.yml"]);
+}
+
+#[test]
+fn promtool_unit_tests_of_the_spike_alerts_history_pass() {
+    promtool(&["test", "rules", "entra-authmethods.rules.history.test.yml"]);
+}
+
+#[test]
+fn promtool_unit_tests_under_a_global_view_pass() {
+    promtool(&["test", "rules", "entra-authmethods.rules.global.test.yml"]);
 }
 
 /// The rule file loaded twice (say, from a file and from a PrometheusRule): each copy records
@@ -191,11 +204,72 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
         "a busy tenant whose failures rise in proportion with its attempts is quiet",
         "global view",
         "night",
+        // Issue 16: situations of real deployments.
+        "the same outage a week later pages again",
+        "four times the usual failures at steady attempts pages within 30 minutes",
+        "a six-fold outage on a busy weekday morning pages within 15 minutes",
+        "a quiet batch a week before an incident does not hide it",
+        "a night spike with one day of history pages",
+        "a three-hour lag with an outage inside it",
+        "a tenant whose shard's pod vanishes is not exported",
+        "two replicas, then one, then an outage",
+        "a new tenant with a 55% normal failure share gets no critical page",
+        "admins without phishing-resistant MFA stay firing across an exporter restart",
+        "a falling phishing-resistant share stays firing across an exporter restart",
+        "the coverage alert and its reference hold across an exporter restart",
     ] {
         assert!(
             names.iter().any(|n| n.contains(needle)),
             "no unit test about {needle}: {names:?}"
         );
+    }
+}
+
+/// Under a global view every series is there once per Prometheus replica: each alert has a case
+/// in which it fires there, once (the cases list exactly one expected alert).
+#[test]
+fn every_alert_fires_once_under_a_global_view() {
+    let mut once = BTreeSet::new();
+    for test in unit_tests() {
+        let name = test["name"].as_str().unwrap_or_default();
+        if !name.contains("global view") {
+            continue;
+        }
+        for case in test["alert_rule_test"].as_array().into_iter().flatten() {
+            if case["exp_alerts"].as_array().is_some_and(|a| a.len() == 1) {
+                once.insert(case["alertname"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    for alert in alerts() {
+        let name = alert["alert"].as_str().expect("alert name");
+        assert!(
+            once.contains(name),
+            "{name} has no global-view case in which it fires once: {once:?}"
+        );
+    }
+}
+
+/// Recording rules are named level:metric:operations, and a count is a `count`, not a sum.
+#[test]
+fn recording_rules_are_named_level_metric_operations() {
+    for rule in rules_in("entra-authmethods-recording") {
+        let record = rule["record"].as_str().expect("record");
+        let parts: Vec<&str> = record.split(':').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| !p.is_empty()),
+            "{record} is not level:metric:operations"
+        );
+        let expr = rule["expr"].as_str().unwrap_or_default().trim_start();
+        if record.ends_with(":count") {
+            assert!(
+                expr.starts_with("count"),
+                "{record} is named a count:\n{expr}"
+            );
+        }
+        if expr.starts_with("sum by") && !expr.contains('/') {
+            assert!(record.ends_with(":sum"), "{record} is a sum:\n{expr}");
+        }
     }
 }
 
