@@ -706,7 +706,14 @@ fn every_alert_is_annotated_on_the_dashboards_its_runbook_points_to() {
             .split(&format!("### {alert}\n"))
             .nth(1)
             .unwrap_or_else(|| panic!("no runbook for {alert}"));
-        let section = section.split("\n### ").next().unwrap_or_default();
+        // Words, whatever the line breaks between them.
+        let section = section
+            .split("\n### ")
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let named: Vec<&str> = RUNBOOK_DASHBOARDS
             .iter()
             .filter(|(name, _)| section.contains(name))
