@@ -634,12 +634,16 @@ mod tests {
             .collect()
     }
 
-    /// An event `days` days before NOW.
-    fn dated(id: &str, days: i64) -> String {
-        let at = time::OffsetDateTime::from_unix_timestamp(NOW - days * DAY)
+    fn rfc3339(at: i64) -> String {
+        time::OffsetDateTime::from_unix_timestamp(at)
             .unwrap()
             .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
+            .unwrap()
+    }
+
+    /// An event `days` days before NOW.
+    fn dated(id: &str, days: i64) -> String {
+        let at = rfc3339(NOW - days * DAY);
         format!(
             r#"{{"id":"{id}","feature":"reset","isSuccess":true,"authMethod":"email","eventDateTime":"{at}"}}"#
         )
@@ -803,10 +807,7 @@ mod tests {
 
     /// An event at `minutes` before NOW.
     fn at_minutes(id: &str, success: bool, minutes: i64) -> String {
-        let at = time::OffsetDateTime::from_unix_timestamp(NOW - minutes * 60)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
+        let at = rfc3339(NOW - minutes * 60);
         format!(
             r#"{{"id":"{id}","feature":"reset","isSuccess":{success},"authMethod":"email","failureReason":"bad code","eventDateTime":"{at}"}}"#
         )
