@@ -786,22 +786,28 @@ pub async fn watch(
         // Loading may make a bcrypt decoy hash: off the async runtime.
         match tokio::task::spawn_blocking(move || reload(&loading, &current)).await {
             Ok(Ok(config)) => {
-                info!(
-                    tls = config.tls.is_some(),
-                    client_certificates = ?config.client_certificates,
-                    basic_auth = config.basic_auth.is_some(),
-                    "web config reloaded; connections opened under the previous one are closed"
+                let (tls, client_certificates, basic_auth) = (
+                    config.tls.is_some(),
+                    config.client_certificates,
+                    config.basic_auth.is_some(),
                 );
+                // In force before it is logged as such.
                 handle.replace(config);
                 reload_successful.set(1);
+                info!(
+                    tls,
+                    ?client_certificates,
+                    basic_auth,
+                    "web config reloaded; connections opened under the previous one are closed"
+                );
             }
             Ok(Err(err)) => {
-                error!(error = %crate::error_chain(&err), "web config not reloaded; keeping the previous one");
                 reload_successful.set(0);
+                error!(error = %crate::error_chain(&err), "web config not reloaded; keeping the previous one");
             }
             Err(err) => {
-                error!(error = %err, "web config reload task failed; keeping the previous one");
                 reload_successful.set(0);
+                error!(error = %err, "web config reload task failed; keeping the previous one");
             }
         }
     }
