@@ -468,16 +468,32 @@ async fn every_client_auth_type_and_tls_version() {
 }
 
 fn run_with_web_config(text: &str, dir: &Path) -> (Option<i32>, String) {
+    use std::io::{Read, Seek};
     let path = dir.join("web.yml");
     std::fs::write(&path, text).unwrap();
-    let output = demo_command()
+    let mut stderr = tempfile::tempfile().unwrap();
+    let mut child = demo_command()
         .arg(format!("--web.config.file={}", path.display()))
-        .output()
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
         .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    // A refused file ends the process at once; an accepted one would serve until killed.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the exporter started with the web config {text:?} instead of refusing it");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    stderr.rewind().unwrap();
+    stderr.read_to_string(&mut text).unwrap();
+    (status.code(), text)
 }
 
 #[test]
