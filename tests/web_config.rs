@@ -651,20 +651,20 @@ async fn an_emptied_truncated_or_blank_web_config_never_serves_plain_http() {
     bad.push(good[..good.len() - 6].to_owned());
     for text in &bad {
         rewrite(&exporter, &files, text).await;
-        let reload = last_reload(&exporter);
-        assert!(
-            reload.contains("web config not reloaded") && reload.contains(r#""level":"ERROR""#),
-            "{text:?}: {reload}"
+        assert_eq!(
+            status(&plain_client, &plain, None).await,
+            None,
+            "{text:?}: no plain HTTP"
         );
         assert_eq!(
             status(&plain_client, &plain, Some(("alice", "s3cret"))).await,
             None,
             "{text:?}: no plain HTTP"
         );
-        assert_eq!(
-            status(&plain_client, &plain, None).await,
-            None,
-            "{text:?}: no plain HTTP"
+        let reload = last_reload(&exporter);
+        assert!(
+            reload.contains("web config not reloaded") && reload.contains(r#""level":"ERROR""#),
+            "{text:?}: {reload}"
         );
         assert_eq!(status(&client, &metrics, None).await, Some(401), "{text:?}");
         let page = client
