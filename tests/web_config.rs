@@ -95,6 +95,15 @@ impl Files {
         std::fs::rename(&tmp, self.0.path().join(name)).unwrap();
     }
 
+    /// Files holding a server certificate of `ca` and its key.
+    fn serving(ca: &Ca) -> Files {
+        let files = Files::new();
+        let (cert, key) = ca.leaf(true);
+        files.write("server.pem", &cert);
+        files.write("server.key", &key);
+        files
+    }
+
     fn path(&self, name: &str) -> String {
         self.0.path().join(name).display().to_string()
     }
@@ -168,10 +177,7 @@ fn tls_block(extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_basic_auth_headers_and_reloads() {
     let ca = Ca::new("server CA");
-    let files = Files::new();
-    let (cert, key) = ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&ca);
     let users = |password: &str| format!("basic_auth_users:\n  alice: {}\n", bcrypt_hash(password));
     let headers = "http_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n    X-Content-Type-Options: nosniff\n";
     files.write(
@@ -254,7 +260,7 @@ async fn tls_basic_auth_headers_and_reloads() {
         ),
     )
     .await;
-    assert!(exporter.logs().contains("web config not reloaded"));
+    assert_refused(&exporter, "alice");
     let response = client
         .get(&metrics)
         .basic_auth("alice", Some("new-password"))
@@ -325,6 +331,22 @@ fn last_reload(exporter: &Exporter) -> String {
         .to_owned()
 }
 
+fn assert_reloaded(exporter: &Exporter) {
+    let reload = last_reload(exporter);
+    assert!(reload.contains("web config reloaded"), "{reload}");
+}
+
+/// The last version written was refused with an error that says `why`.
+fn assert_refused(exporter: &Exporter, why: &str) {
+    let reload = last_reload(exporter);
+    assert!(
+        reload.contains("web config not reloaded")
+            && reload.contains(r#""level":"ERROR""#)
+            && reload.contains(why),
+        "{reload}"
+    );
+}
+
 fn client_auth(auth_type: &str) -> String {
     tls_block(&format!(
         "  client_auth_type: {auth_type}\n  client_ca_file: clients.pem\n"
@@ -336,10 +358,7 @@ async fn every_client_auth_type_and_tls_version() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     let rogue_ca = Ca::new("rogue CA");
-    let files = Files::new();
-    let (cert, key) = server_ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&server_ca);
     files.write("clients.pem", &client_ca.pem);
     // A reload never drops a client certificate requirement, so RequireAnyClientCert, which
     // verifies nothing, gets an exporter of its own.
@@ -371,10 +390,7 @@ async fn every_client_auth_type_and_tls_version() {
         ("RequireAndVerifyClientCert", None, Some(200), None),
     ] {
         rewrite(&exporter, &files, &client_auth(auth_type)).await;
-        assert!(
-            last_reload(&exporter).contains("web config reloaded"),
-            "{auth_type}"
-        );
+        assert_reloaded(&exporter);
         assert_eq!(
             status(&none, &url, None).await,
             without,
@@ -408,13 +424,7 @@ async fn every_client_auth_type_and_tls_version() {
         ),
     ] {
         rewrite(&exporter, &files, &text).await;
-        let reload = last_reload(&exporter);
-        assert!(
-            reload.contains("not reloaded")
-                && reload.contains(&format!("turn off {dropped};"))
-                && reload.contains(r#""level":"ERROR""#),
-            "{reload}"
-        );
+        assert_refused(&exporter, &format!("turn off {dropped};"));
         assert_eq!(status(&none, &url, None).await, None, "{text}");
         assert_eq!(status(&with_rogue, &url, None).await, None, "{text}");
         assert_eq!(status(&with_good, &url, None).await, Some(200), "{text}");
@@ -455,11 +465,7 @@ async fn every_client_auth_type_and_tls_version() {
         &tls_block("  client_ca_file: clients.pem\n"),
     )
     .await;
-    let reload = last_reload(&exporter);
-    assert!(
-        reload.contains("not reloaded") && reload.contains("client_auth_type"),
-        "{reload}"
-    );
+    assert_refused(&exporter, "client_auth_type");
     assert_eq!(
         status(&tls12, &url, None).await,
         Some(200),
@@ -622,10 +628,7 @@ fn reload_gauge(metrics: &str) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emptied_truncated_or_blank_web_config_never_serves_plain_http() {
     let ca = Ca::new("server CA");
-    let files = Files::new();
-    let (cert, key) = ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&ca);
     let good = format!(
         "basic_auth_users:\n  alice: {}\n{}",
         bcrypt_hash("s3cret"),
@@ -661,11 +664,7 @@ async fn an_emptied_truncated_or_blank_web_config_never_serves_plain_http() {
             None,
             "{text:?}: no plain HTTP"
         );
-        let reload = last_reload(&exporter);
-        assert!(
-            reload.contains("web config not reloaded") && reload.contains(r#""level":"ERROR""#),
-            "{text:?}: {reload}"
-        );
+        assert_refused(&exporter, "--web.config.file");
         assert_eq!(status(&client, &metrics, None).await, Some(401), "{text:?}");
         let page = client
             .get(&metrics)
@@ -682,17 +681,14 @@ async fn an_emptied_truncated_or_blank_web_config_never_serves_plain_http() {
 
         // The good file again: the gauge is back to 1, ready for the next fault.
         rewrite(&exporter, &files, &good).await;
-        assert!(last_reload(&exporter).contains("web config reloaded"));
+        assert_reloaded(&exporter);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_switch_to_tls_closes_plaintext_keep_alive_connections() {
     let ca = Ca::new("server CA");
-    let files = Files::new();
-    let (cert, key) = ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&ca);
     let users = format!("basic_auth_users:\n  alice: {}\n", bcrypt_hash("s3cret"));
     files.write("web.yml", &users);
     let exporter = start(&files).await;
@@ -704,7 +700,7 @@ async fn a_switch_to_tls_closes_plaintext_keep_alive_connections() {
     let mut unused = KeptAlive::plain(&exporter).await;
 
     rewrite(&exporter, &files, &format!("{}{users}", tls_block(""))).await;
-    assert!(last_reload(&exporter).contains("web config reloaded"));
+    assert_reloaded(&exporter);
     assert_eq!(
         used.get("/metrics", alice).await,
         None,
@@ -723,11 +719,7 @@ async fn a_switch_to_tls_closes_plaintext_keep_alive_connections() {
 
     // Back to plain HTTP takes a restart: the TLS connection stays, and so does TLS.
     rewrite(&exporter, &files, &users).await;
-    let reload = last_reload(&exporter);
-    assert!(
-        reload.contains("not reloaded") && reload.contains("turn off TLS;"),
-        "{reload}"
-    );
+    assert_refused(&exporter, "turn off TLS;");
     assert_eq!(fresh.get("/metrics", alice).await, Some(200));
     assert_eq!(status(&plain, &exporter.url, alice).await, None);
 }
@@ -736,10 +728,7 @@ async fn a_switch_to_tls_closes_plaintext_keep_alive_connections() {
 async fn basic_auth_or_client_auth_added_applies_to_connections_already_open() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let files = Files::new();
-    let (cert, key) = server_ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&server_ca);
     files.write("clients.pem", &client_ca.pem);
     files.write("web.yml", &tls_block(""));
     let exporter = start(&files).await;
@@ -751,7 +740,7 @@ async fn basic_auth_or_client_auth_added_applies_to_connections_already_open() {
     assert_eq!(open.get("/metrics", None).await, Some(200));
     let users = format!("basic_auth_users:\n  alice: {}\n", bcrypt_hash("s3cret"));
     rewrite(&exporter, &files, &format!("{}{users}", tls_block(""))).await;
-    assert!(last_reload(&exporter).contains("web config reloaded"));
+    assert_reloaded(&exporter);
     assert_eq!(open.get("/metrics", None).await, None);
     let mut open = KeptAlive::tls(&exporter, &server_ca.pem, None).await;
     assert_eq!(open.get("/metrics", None).await, Some(401));
@@ -764,7 +753,7 @@ async fn basic_auth_or_client_auth_added_applies_to_connections_already_open() {
         &format!("{}{users}", client_auth("RequireAndVerifyClientCert")),
     )
     .await;
-    assert!(last_reload(&exporter).contains("web config reloaded"));
+    assert_reloaded(&exporter);
     assert_eq!(open.get("/metrics", alice).await, None);
     let without = tls_client(&server_ca.pem, None).build().unwrap();
     let metrics = https_url(&exporter, "/metrics");
@@ -778,10 +767,7 @@ async fn basic_auth_or_client_auth_added_applies_to_connections_already_open() {
 async fn client_allowed_sans_admits_a_listed_san_and_refuses_another_certificate_of_the_ca() {
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
-    let files = Files::new();
-    let (cert, key) = server_ca.leaf(true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    let files = Files::serving(&server_ca);
     files.write("clients.pem", &client_ca.pem);
     let dns = |name: &str| SanType::DnsName(name.try_into().unwrap());
     let spiffe = "spiffe://cluster.local/ns/monitoring/sa/prometheus";
@@ -829,14 +815,10 @@ async fn client_allowed_sans_admits_a_listed_san_and_refuses_another_certificate
         &client_auth("RequireAndVerifyClientCert"),
     )
     .await;
-    let reload = last_reload(&exporter);
-    assert!(
-        reload.contains("not reloaded") && reload.contains("turn off client_allowed_sans;"),
-        "{reload}"
-    );
+    assert_refused(&exporter, "turn off client_allowed_sans;");
     assert_eq!(status(&other, &url, None).await, None);
     rewrite(&exporter, &files, &pinned("[grafana.monitoring.svc]")).await;
-    assert!(last_reload(&exporter).contains("web config reloaded"));
+    assert_reloaded(&exporter);
     assert_eq!(status(&other, &url, None).await, Some(200));
     assert_eq!(status(&by_dns, &url, None).await, None);
 }
