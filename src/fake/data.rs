@@ -243,7 +243,11 @@ impl Simulation {
                 CAMPAIGN_STEP,
                 STREAM_CAMPAIGN,
             ),
-            passkeys: Campaign::new(opts.passkey_campaign_per_hour, PASSKEY_STEP, STREAM_PASSKEYS),
+            passkeys: Campaign::new(
+                opts.passkey_campaign_per_hour,
+                PASSKEY_STEP,
+                STREAM_PASSKEYS,
+            ),
             census: None,
         };
         // Squaring the uniform sample skews ages towards "recent", which keeps

@@ -1528,7 +1528,10 @@ async fn the_authentication_methods_policy_is_one_object_tests_may_replace() -> 
     assert_eq!(replaced["policyMigrationState"], "migrationComplete");
     assert!(replaced.get("authenticationMethodConfigurations").is_none());
 
-    let other = format!("{}/v1.0/policies/conditionalAccessPolicies", fake.base_url());
+    let other = format!(
+        "{}/v1.0/policies/conditionalAccessPolicies",
+        fake.base_url()
+    );
     assert_eq!(
         get(&client, &token, &other).await?.status(),
         StatusCode::BAD_REQUEST
@@ -1582,10 +1585,17 @@ fn the_passkey_campaign_moves_phone_only_users_to_passkeys() {
     assert!(with_passkey.len() >= 60, "{}", with_passkey.len());
     for row in &with_passkey {
         let methods = row["methodsRegistered"].as_array().unwrap();
-        assert!(methods.contains(&"microsoftAuthenticatorPush".into()), "{row}");
+        assert!(
+            methods.contains(&"microsoftAuthenticatorPush".into()),
+            "{row}"
+        );
         assert_eq!(row["isMfaRegistered"], true);
     }
-    assert!(phone_only(&sim) <= before - 60, "{} of {before}", phone_only(&sim));
+    assert!(
+        phone_only(&sim) <= before - 60,
+        "{} of {before}",
+        phone_only(&sim)
+    );
     assert_eq!(
         sim.census()
             .select(users::UserTypes::All, users::UserRoles::All),
