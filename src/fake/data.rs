@@ -99,8 +99,8 @@ const CAMPAIGN_STEP: Duration = Duration::from_secs(300);
 /// The passkey campaign's steps: its first user moves a minute after start, so
 /// that a demo shows the phone-only count falling within minutes.
 const PASSKEY_STEP: Duration = Duration::from_secs(60);
-/// Random picks per wanted enrolment before a step gives up (a tenant where
-/// nearly everyone is registered has few candidates left).
+/// Random picks per user a campaign step is due before it gives up (a tenant
+/// where nearly everyone is registered has few candidates left).
 const CAMPAIGN_ATTEMPTS: usize = 20;
 
 /// [`Scenario::Spike`]: when, for how long, how much worse, and its story.
@@ -170,12 +170,22 @@ impl Campaign {
         (at <= now).then_some((step, at))
     }
 
+    /// Users the rate has accrued by step `step`, rounded up.
+    fn accrued(&self, step: u64) -> usize {
+        (self.per_hour * (step as f64 * self.step.as_secs_f64()) / 3600.0).ceil() as usize
+    }
+
     /// Users step `step` changes: those the rate has accrued by then that the earlier steps
-    /// did not change (a step that found too few candidates leaves them to the next).
-    fn wanted(&self, step: u64, users: usize) -> usize {
-        let accrued =
-            (self.per_hour * (step as f64 * self.step.as_secs_f64()) / 3600.0).ceil() as usize;
-        accrued.saturating_sub(self.changed.len()).min(users)
+    /// did not change (a step that found too few candidates leaves them to the next), and how
+    /// many random picks it may spend on them: in proportion to the step's own share of the
+    /// rate, so that a campaign that has run out of candidates costs no more as time passes.
+    fn wanted(&self, step: u64, users: usize) -> (usize, usize) {
+        let wanted = self
+            .accrued(step)
+            .saturating_sub(self.changed.len())
+            .min(users);
+        let share = self.accrued(step).saturating_sub(self.accrued(step - 1)) + 1;
+        (wanted, share.saturating_mul(CAMPAIGN_ATTEMPTS))
     }
 }
 
@@ -585,9 +595,8 @@ impl Simulation {
             let campaign = self.campaign_mut(is_passkeys);
             campaign.steps_done = step;
             let stream = campaign.stream;
-            let mut wanted = campaign.wanted(step, users);
+            let (mut wanted, mut attempts) = campaign.wanted(step, users);
             let mut rng = SplitMix(mix(self.seed, stream, step));
-            let mut attempts = wanted.saturating_mul(CAMPAIGN_ATTEMPTS);
             while wanted > 0 && attempts > 0 {
                 attempts -= 1;
                 let index = rng.random_range(0..self.users);

@@ -1611,13 +1611,17 @@ fn the_passkey_campaign_moves_phone_only_users_to_passkeys() {
     twin.advance(hour_later);
     assert_eq!(rows(&twin), now);
 
-    // The demo's 250 users keep its campaign busy for hours.
+    // The demo's 250 users keep its campaign busy for hours; a week later it has moved them
+    // all, and its steps, out of candidates, cost no more than before.
     let demo = FakeGraphOptions::default();
-    let demo_phone_only = phone_only(&data::Simulation::new(&demo, start));
+    let mut demo_sim = data::Simulation::new(&demo, start);
+    let demo_phone_only = phone_only(&demo_sim);
     assert!(
         demo_phone_only as f64 > 3.0 * demo.passkey_campaign_per_hour,
         "{demo_phone_only}"
     );
+    demo_sim.advance(start + Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(phone_only(&demo_sim), 0);
 }
 
 #[test]
