@@ -1,6 +1,6 @@
 //! Request handling: the Entra token endpoint, the four legacy beta reports,
-//! their successors under `/reports/authenticationMethods`, and group member
-//! lists.
+//! their successors under `/reports/authenticationMethods`, group member
+//! lists and the authentication methods policy.
 //!
 //! Order of checks for a Graph request: count it, check the bearer token,
 //! answer a retired path, apply a queued fault, then route. Faults therefore
@@ -81,10 +81,12 @@ pub(crate) struct State {
     retired: Vec<(Scope, String, u16)>,
     /// Every request in order, when asked for.
     pub(crate) log: Option<Vec<LoggedRequest>>,
+    /// What `/policies/authenticationMethodsPolicy` answers, in every tenant.
+    pub(crate) policy: Value,
 }
 
 impl State {
-    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool) -> Self {
+    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool, policy: Value) -> Self {
         State {
             sims,
             tokens: HashMap::new(),
@@ -93,6 +95,7 @@ impl State {
             faults: Vec::new(),
             retired: Vec::new(),
             log: record_requests.then(Vec::new),
+            policy,
         }
     }
 
@@ -751,6 +754,8 @@ enum Route {
     PasswordChanges,
     /// `/groups/{id}/transitiveMembers[/microsoft.graph.user]`.
     GroupMembers(Version, String),
+    /// `/policies/authenticationMethodsPolicy`.
+    Policy(Version),
     /// A known report called with an argument Graph rejects.
     BadArgument {
         legacy: bool,
@@ -766,6 +771,14 @@ impl Route {
             if let Some(rest) = strip_prefix_ci(trimmed, &format!("/{}/groups/", version.as_str()))
             {
                 return Route::group(version, rest).ok_or_else(|| unknown_segment(trimmed));
+            }
+            if let Some(rest) =
+                strip_prefix_ci(trimmed, &format!("/{}/policies/", version.as_str()))
+            {
+                return match rest.eq_ignore_ascii_case("authenticationMethodsPolicy") {
+                    true => Ok(Route::Policy(version)),
+                    false => Err(unknown_segment(trimmed)),
+                };
             }
         }
         let (version, rest) = if let Some(rest) = strip_prefix_ci(trimmed, "/beta/reports/") {
@@ -1331,6 +1344,11 @@ fn report(
             Collection {
                 value: stats::password_changes(sim, now),
             },
+            None,
+        ),
+        Route::Policy(version) => encode(
+            metadata(version, "policies/authenticationMethodsPolicy/$entity"),
+            state.policy.clone(),
             None,
         ),
         Route::GroupMembers(version, id) => {

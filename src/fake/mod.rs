@@ -26,6 +26,9 @@
 //!   `{"id": …}` rows): the users of [`FakeGraphOptions::groups`], nested
 //!   groups included, each user once; 404 `Request_ResourceNotFound` for an
 //!   unknown or deleted group
+//! - `GET /{v}/policies/authenticationMethodsPolicy`: one object, the same in
+//!   every tenant; the demo's (SMS enabled, the campaign on, an unknown
+//!   method) until [`FakeGraph::set_policy`]
 //!
 //! Every view derives from the same simulated users and usage events:
 //! `usersRegisteredBy*` equal the aggregated `userRegistrationDetails`,
@@ -70,6 +73,7 @@
 mod data;
 mod graph;
 mod groups;
+mod policy;
 mod server;
 mod stats;
 pub mod tls;
@@ -122,6 +126,12 @@ pub struct FakeGraphOptions {
     /// during the first 5 minutes), and every registration report shows it.
     /// Deterministic from seed and elapsed time; 0 keeps registrations fixed.
     pub registration_drift_per_hour: f64,
+    /// A passkey campaign ahead of the SMS and voice retirement: users who
+    /// only have a phone (as their strongest MFA method, or to reset their
+    /// password) register a passkey in Microsoft Authenticator at about this
+    /// rate, in steps a minute apart, the first one a minute after start.
+    /// Deterministic from seed and elapsed time; 0 keeps them as they are.
+    pub passkey_campaign_per_hour: f64,
     /// What the usage events do over time.
     pub scenario: Scenario,
     /// Groups for the member lists; the default is the demo's.
@@ -175,6 +185,7 @@ impl Default for FakeGraphOptions {
             events_per_minute: 6.0,
             initial_events: 200,
             registration_drift_per_hour: 30.0,
+            passkey_campaign_per_hour: 6.0,
             scenario: Scenario::Steady,
             groups: groups::demo_groups(USERS),
             tenants: 1,
@@ -291,6 +302,11 @@ impl FakeGraph {
                 "registration_drift_per_hour must be a finite number >= 0",
             ));
         }
+        if !(opts.passkey_campaign_per_hour.is_finite() && opts.passkey_campaign_per_hour >= 0.0) {
+            return Err(FakeError::InvalidOptions(
+                "passkey_campaign_per_hour must be a finite number >= 0",
+            ));
+        }
         if opts.tenants == 0 {
             return Err(FakeError::InvalidOptions("tenants must be at least 1"));
         }
@@ -327,7 +343,11 @@ impl FakeGraph {
             max_page_size: opts.max_page_size,
             token_lifetime: opts.token_lifetime,
             groups: opts.groups.clone(),
-            state: Mutex::new(State::new(sims, opts.record_requests)),
+            state: Mutex::new(State::new(
+                sims,
+                opts.record_requests,
+                policy::demo_policy(&opts.groups),
+            )),
         });
         let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
             let shared = Arc::clone(&shared);
@@ -441,6 +461,12 @@ impl FakeGraph {
     /// again (e.g. a token endpoint that refused for a while).
     pub fn restore(&self, path_contains: &str) {
         self.shared.lock().restore(path_contains);
+    }
+
+    /// From now on `/policies/authenticationMethodsPolicy` answers `policy` (without
+    /// `@odata.context`, which the fake adds), in every tenant.
+    pub fn set_policy(&self, policy: serde_json::Value) {
+        self.shared.lock().policy = policy;
     }
 
     /// Drops every queued fault; returns how many had not fired yet.

@@ -10,11 +10,12 @@ use super::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// No automatic events and no registration campaign: fully deterministic.
+/// No automatic events and no campaigns: fully deterministic.
 fn quiet() -> FakeGraphOptions {
     FakeGraphOptions {
         events_per_minute: 0.0,
         registration_drift_per_hour: 0.0,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     }
 }
@@ -1418,6 +1419,7 @@ fn rescan(sim: &data::Simulation) -> users::Totals {
 fn the_registration_campaign_enrols_users_in_steps() {
     let opts = FakeGraphOptions {
         users: 2_000,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     };
     let all = |census: &users::Census| census.select(users::UserTypes::All, users::UserRoles::All);
@@ -1462,6 +1464,164 @@ fn the_registration_campaign_enrols_users_in_steps() {
     let mut twin = data::Simulation::new(&opts, start);
     twin.advance(hour_later);
     assert_eq!(rows(&twin), now);
+}
+
+#[tokio::test]
+async fn the_authentication_methods_policy_is_one_object_tests_may_replace() -> TestResult {
+    let (fake, client) = start(quiet()).await?;
+    let token = token(&fake, &client).await?;
+    let url = |version: &str| {
+        format!(
+            "{}/{version}/policies/authenticationMethodsPolicy",
+            fake.base_url()
+        )
+    };
+    let policy = get_json(&client, &token, &url("v1.0")).await?;
+    assert!(
+        policy["@odata.context"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("$metadata#policies/authenticationMethodsPolicy/$entity"))
+    );
+    assert!(policy.get("value").is_none() && policy.get("@odata.nextLink").is_none());
+    let configurations = policy["authenticationMethodConfigurations"]
+        .as_array()
+        .ok_or("no configurations")?;
+    let state = |id: &str| {
+        configurations
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["state"].clone())
+    };
+    // The demo's story: SMS on, voice off, the campaign on, one method newer than the docs.
+    assert_eq!(state("Sms"), Some("enabled".into()));
+    assert_eq!(state("Voice"), Some("disabled".into()));
+    assert_eq!(state("QRCodePin"), Some("disabled".into()));
+    assert_eq!(
+        policy["registrationEnforcement"]["authenticationMethodsRegistrationCampaign"]["state"],
+        "enabled"
+    );
+    // Groups scope methods by their real ids; the helpdesk may sign in with SMS.
+    let sms = configurations
+        .iter()
+        .find(|c| c["id"] == "Sms")
+        .ok_or("no Sms")?;
+    let helpdesk = &fake.groups()[3];
+    assert_eq!(helpdesk.name, "helpdesk");
+    assert!(
+        sms["includeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["id"] == helpdesk.id.as_str() && t["isUsableForSignIn"] == true)
+    );
+    assert_eq!(get_json(&client, &token, &url("beta")).await?, {
+        let mut beta = policy.clone();
+        beta["@odata.context"] = policy["@odata.context"]
+            .as_str()
+            .map(|c| c.replace("/v1.0/", "/beta/"))
+            .into();
+        beta
+    });
+
+    fake.set_policy(serde_json::json!({"policyMigrationState": "migrationComplete"}));
+    let replaced = get_json(&client, &token, &url("v1.0")).await?;
+    assert_eq!(replaced["policyMigrationState"], "migrationComplete");
+    assert!(replaced.get("authenticationMethodConfigurations").is_none());
+
+    let other = format!(
+        "{}/v1.0/policies/conditionalAccessPolicies",
+        fake.base_url()
+    );
+    assert_eq!(
+        get(&client, &token, &other).await?.status(),
+        StatusCode::BAD_REQUEST
+    );
+    Ok(())
+}
+
+#[test]
+fn the_passkey_campaign_moves_phone_only_users_to_passkeys() {
+    let opts = FakeGraphOptions {
+        users: 2_000,
+        passkey_campaign_per_hour: 60.0,
+        ..FakeGraphOptions::default()
+    };
+    let rows = |sim: &data::Simulation| -> Vec<Value> {
+        (0..sim.user_count())
+            .filter_map(|i| serde_json::to_value(sim.user(i).successor_row(opts.seed)).ok())
+            .collect()
+    };
+    let phone_only = |sim: &data::Simulation| {
+        (0..sim.user_count())
+            .filter(|i| sim.user(*i).phone_only())
+            .count()
+    };
+    let start = SystemTime::now();
+    let mut sim = data::Simulation::new(&opts, start);
+    let before = phone_only(&sim);
+    assert!(before > 200, "{before} phone-only users");
+    sim.advance(start + Duration::from_secs(59));
+    assert_eq!(phone_only(&sim), before, "nothing before the first step");
+    sim.advance(start + Duration::from_secs(60));
+    assert_eq!(phone_only(&sim), before - 1, "one user a minute");
+
+    // The registration campaign runs beside it: after an hour it has enrolled 30 users (who
+    // then have the Authenticator app), and the passkey campaign has moved 60.
+    let initial = rows(&data::Simulation::new(&opts, start));
+    let hour_later = start + Duration::from_secs(3600);
+    sim.advance(hour_later);
+    let now = rows(&sim);
+    let with_passkey: Vec<&Value> = now
+        .iter()
+        .zip(&initial)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a)
+        .filter(|row| {
+            row["methodsRegistered"]
+                .as_array()
+                .is_some_and(|m| m.contains(&"passKeyDeviceBound".into()))
+        })
+        .collect();
+    assert!(with_passkey.len() >= 60, "{}", with_passkey.len());
+    for row in &with_passkey {
+        let methods = row["methodsRegistered"].as_array().unwrap();
+        assert!(
+            methods.contains(&"microsoftAuthenticatorPush".into()),
+            "{row}"
+        );
+        assert_eq!(row["isMfaRegistered"], true);
+    }
+    assert!(
+        phone_only(&sim) <= before - 60,
+        "{} of {before}",
+        phone_only(&sim)
+    );
+    assert_eq!(
+        sim.census()
+            .select(users::UserTypes::All, users::UserRoles::All),
+        rescan(&sim),
+        "incremental totals == a fresh scan"
+    );
+
+    // The users depend on seed and elapsed time only, not on when Graph was asked.
+    let mut twin = data::Simulation::new(&opts, start);
+    for minutes in (7..60).step_by(7) {
+        twin.advance(start + Duration::from_secs(minutes * 60));
+    }
+    twin.advance(hour_later);
+    assert_eq!(rows(&twin), now);
+
+    // The demo's 250 users keep its campaign busy for hours; a week later it has moved them
+    // all, and its steps, out of candidates, cost no more than before.
+    let demo = FakeGraphOptions::default();
+    let mut demo_sim = data::Simulation::new(&demo, start);
+    let demo_phone_only = phone_only(&demo_sim);
+    assert!(
+        demo_phone_only as f64 > 3.0 * demo.passkey_campaign_per_hour,
+        "{demo_phone_only}"
+    );
+    demo_sim.advance(start + Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(phone_only(&demo_sim), 0);
 }
 
 #[test]

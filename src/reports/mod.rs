@@ -11,6 +11,7 @@ mod registered_by;
 #[cfg(test)]
 mod properties;
 
+pub mod authentication_methods_policy;
 pub mod events_summary;
 pub mod mfa_signins;
 pub mod password_events;
@@ -55,6 +56,8 @@ pub const ALL: &[&ReportSpec] = &[
     &password_events::SPEC,
     &events_summary::SPEC,
     &user_registration_details::SPEC,
+    // The policy behind them.
+    &authentication_methods_policy::SPEC,
 ];
 
 /// Reports that keep state across restarts in `--state.file`: the usage-event counters.
@@ -69,6 +72,9 @@ pub const DETAILS_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const EVENTS_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Daily summaries change once a day; hourly polls catch a new day soon enough.
 pub const DAILY_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// The authentication methods policy changes rarely, but a change (SMS enabled again, the
+/// campaign switched off) is worth seeing within the quarter hour; one request a poll.
+pub const POLICY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// The longest wait before a report the tenant does not offer (or forbids) is tried again; the
 /// waits grow from the report's own interval up to this.
 pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60 * 60);

@@ -17,13 +17,17 @@ const FIELDS: &[&str] = &[
     "authMethod",
     "authMethods",
     "authenticationMethod",
+    "authenticationMethodConfigurations",
+    "authenticationMethodsRegistrationCampaign",
     "changePasswordSelfServiceCount",
     "createdDateTime",
     "eventDateTime",
+    "excludeTargets",
     "failureActivityCount",
     "failureReason",
     "feature",
     "id",
+    "includeTargets",
     "isAdmin",
     "isCapable",
     "isEnabled",
@@ -36,16 +40,22 @@ const FIELDS: &[&str] = &[
     "isSsprRegistered",
     "isSuccess",
     "isSystemPreferredAuthenticationMethodEnabled",
+    "isUsableForSignIn",
+    "lastModifiedDateTime",
     "lastUpdatedDateTime",
     "methodsRegistered",
     "multiFactorSignIns",
     "passwordResetsByAdminCount",
     "passwordResetsSelfServiceCount",
+    "policyMigrationState",
     "registrationCount",
+    "registrationEnforcement",
     "registrationStatus",
     "singleFactorSignIns",
+    "state",
     "successActivityCount",
     "successfulActivityCount",
+    "systemCredentialPreferences",
     "systemPreferredAuthenticationMethods",
     "totalSignIns",
     "totalUserCount",
@@ -144,9 +154,12 @@ fn every_parser(body: &[u8]) {
         aggregate.add(rows);
         let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
     });
-    // The two summaries are single documents, not pages.
+    // The two summaries and the policy are single documents, not pages.
     let _ = serde_json::from_slice::<registered_by_feature::Summary>(body);
     let _ = serde_json::from_slice::<registered_by_method::Summary>(body);
+    if let Ok(policy) = serde_json::from_slice::<authentication_methods_policy::Policy>(body) {
+        let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
+    }
 }
 
 proptest! {
@@ -169,7 +182,11 @@ proptest! {
 
     #[test]
     fn summaries_with_any_values(counts in prop::collection::vec(prop::collection::btree_map(key(), json(), 0..4), 0..5)) {
-        for list in ["userRegistrationFeatureCounts", "userRegistrationMethodCounts"] {
+        for list in [
+            "userRegistrationFeatureCounts",
+            "userRegistrationMethodCounts",
+            "authenticationMethodConfigurations",
+        ] {
             let rows: Vec<Value> = counts
                 .iter()
                 .map(|m| Value::Object(m.clone().into_iter().collect()))

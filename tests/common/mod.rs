@@ -90,6 +90,7 @@ pub fn quiet() -> FakeGraphOptions {
     FakeGraphOptions {
         events_per_minute: 0.0,
         registration_drift_per_hour: 0.0,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     }
 }
