@@ -217,6 +217,30 @@ pub enum CredentialSetupError {
     PemCertificate { path: String },
 }
 
+impl CredentialSetupError {
+    /// Whether a failed token request may succeed if sent again soon: 5xx, 429, timeouts,
+    /// resets, DNS and TLS errors may pass; a refusal by the token endpoint (a 4xx other than
+    /// 429) or a credential its files cannot set up stays until someone fixes it. Here because
+    /// both the credential and the Graph client need the answer and neither knows the other.
+    pub fn is_passing(err: &azure_core::Error) -> bool {
+        let mut passing = true;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(cause) = source {
+            if cause.is::<CredentialSetupError>() {
+                passing = false;
+            }
+            if let Some(status) = cause
+                .downcast_ref::<azure_core::Error>()
+                .and_then(azure_core::Error::http_status)
+            {
+                passing = status.is_server_error() || u16::from(status) == 429;
+            }
+            source = cause.source();
+        }
+        passing
+    }
+}
+
 impl CredentialConfig {
     /// The app registration's client id; `None` for a system-assigned managed identity.
     pub fn client_id(&self) -> Option<&str> {

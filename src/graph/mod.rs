@@ -557,26 +557,12 @@ impl GraphClient {
     }
 }
 
-/// A token failure is worth retrying unless the token endpoint refused the request (4xx other
-/// than 429) or the credential could not be set up from its files: a wrong secret stays wrong.
+/// A token failure as a Graph error: worth asking again unless the token endpoint refused the
+/// request (4xx other than 429) or the credential could not be set up from its files.
 pub fn token_error(err: &azure_core::Error) -> GraphError {
-    let mut retryable = true;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if cause.is::<CredentialSetupError>() {
-            retryable = false;
-        }
-        if let Some(status) = cause
-            .downcast_ref::<azure_core::Error>()
-            .and_then(azure_core::Error::http_status)
-        {
-            retryable = status.is_server_error() || u16::from(status) == 429;
-        }
-        source = cause.source();
-    }
     GraphError::Token {
         message: crate::error_chain(err),
-        retryable,
+        retryable: CredentialSetupError::is_passing(err),
     }
 }
 
