@@ -105,6 +105,8 @@ pub struct GraphConfig {
     /// Requests per app registration (client id) per 10 s, shared by its tenants.
     pub app_requests_per_10s: u32,
     pub timeout: Duration,
+    /// Largest response body read (`--graph.max-response-bytes`), after gzip decoding.
+    pub max_response_bytes: usize,
 }
 
 impl GraphConfig {
@@ -420,6 +422,8 @@ impl Config {
                     .app_requests_per_10s
                     .unwrap_or((DEFAULT_APP_REQUESTS_PER_10S / shard.total).max(1)),
                 timeout: at_least_a_second("--graph.timeout", cli.graph_timeout)?,
+                // More than the address space holds is no limit.
+                max_response_bytes: usize::try_from(cli.max_response_bytes).unwrap_or(usize::MAX),
             },
             tenants,
             failure_reason_limit,
