@@ -58,7 +58,8 @@
 //!
 //! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
-//! off on the wire, invalid JSON, paging loops, empty or shortened lists),
+//! off on the wire, connections reset unanswered, invalid JSON, paging loops,
+//! empty or shortened lists, oversized pages), [`FakeGraph::expire_tokens`],
 //! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
 //! token endpoint included), in every tenant or, with
 //! [`FakeGraph::inject_for`] and [`FakeGraph::retire_for`], in one. They read
@@ -193,7 +194,7 @@ pub struct LoggedRequest {
     pub target: String,
     /// When the request arrived.
     pub at: std::time::Instant,
-    /// The status answered.
+    /// The status answered; 0 for a connection closed unanswered ([`Fault::Reset`]).
     pub status: u16,
 }
 
@@ -239,6 +240,12 @@ pub enum Fault {
     EmptyCollection,
     /// The normal page without its `@odata.nextLink`: the list ends early, a shorter window.
     NoNextLink,
+    /// The connection closes before any answer, as when it is reset.
+    Reset,
+    /// The normal page grown to at least `bytes` bytes by repeating its rows (a valid page),
+    /// sent with its `Content-Length`, or gzip-compressed (`Content-Encoding: gzip`, so only
+    /// the decoded size tells), as a misbehaving proxy might.
+    OversizedPage { bytes: usize, gzip: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -441,6 +448,12 @@ impl FakeGraph {
     /// again (e.g. a token endpoint that refused for a while).
     pub fn restore(&self, path_contains: &str) {
         self.shared.lock().restore(path_contains);
+    }
+
+    /// Makes every token issued so far expire now, as when Entra revokes them or the client's
+    /// clock runs behind: Graph answers 401 to them.
+    pub fn expire_tokens(&self) {
+        self.shared.lock().expire_tokens();
     }
 
     /// Drops every queued fault; returns how many had not fired yet.
