@@ -112,7 +112,16 @@ async fn three_failed_refreshes_leave_the_tenant_up_and_send_no_401() {
     }
     fake.inject("/oauth2/", Fault::Reset);
 
-    always_up_until(&exporter, REPORTS, |_| fake.tokens_issued() >= 2).await;
+    // Until the refresh that follows the reset has succeeded.
+    always_up_until(&exporter, REPORTS, |_| {
+        let log = fake.request_log();
+        let tokens = token_requests(&log);
+        tokens
+            .iter()
+            .position(|r| r.status == 0)
+            .is_some_and(|reset| tokens[reset..].iter().any(|r| r.status == 200))
+    })
+    .await;
     let log = fake.request_log();
     let statuses: Vec<u16> = token_requests(&log).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 503, 429, 0, 200]);
