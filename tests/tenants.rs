@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     ConfiguredTenant, Exporter, TENANT, ca_file, command_for, credential_up, fake, log_lines,
-    quiet, report_up, tenants_config, value,
+    quiet, report_up, tenants_config,
 };
 use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
 

@@ -133,6 +133,14 @@ impl State {
         self.retired.retain(|(_, k, _)| k != key);
     }
 
+    pub(crate) fn queued_faults(&self, key: &str) -> usize {
+        self.faults
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, queue)| queue.len())
+            .sum()
+    }
+
     pub(crate) fn clear_faults(&mut self) -> usize {
         let pending = self.faults.iter().map(|(_, _, queue)| queue.len()).sum();
         self.faults.clear();

@@ -456,6 +456,12 @@ impl FakeGraph {
         self.shared.lock().expire_tokens();
     }
 
+    /// Faults queued under `path_contains` (as given to [`inject`](Self::inject) or
+    /// [`inject_for`](Self::inject_for)) that have not fired yet.
+    pub fn queued_faults(&self, path_contains: &str) -> usize {
+        self.shared.lock().queued_faults(path_contains)
+    }
+
     /// Drops every queued fault; returns how many had not fired yet.
     pub fn clear_faults(&self) -> usize {
         self.shared.lock().clear_faults()

@@ -1378,7 +1378,10 @@ async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> Tes
     // Faults can be dropped before they fire; a retired path can be restored.
     fake.inject("userEventsSummary", Fault::InvalidJson);
     fake.inject("userEventsSummary", Fault::EmptyCollection);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 2);
+    assert_eq!(fake.queued_faults("userCredentialUsageDetails"), 0);
     assert_eq!(fake.clear_faults(), 2);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 0);
     assert_eq!(
         page_ids(&get_json(&client, &token, &first).await?).len(),
         10
