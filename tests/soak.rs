@@ -35,18 +35,18 @@ const DEFAULT_SECONDS: u64 = 180;
 const MIN_SECONDS: u64 = 150;
 /// The exporter's resident memory must stay below this, in MiB.
 const RSS_BOUND_MIB: u64 = 64;
-/// Tokens live this long: refreshed after 20 s, used for 36 s.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(40);
+/// Tokens live this long: refreshed after 6 s, used for 10.8 s.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(12);
 /// How long the token endpoint refuses: longer than a token is used.
 const TOKEN_REFUSAL: Duration = Duration::from_secs(60);
-/// After tokens come back, how long reports may still be down. The token is used up to 36 s
+/// After tokens come back, how long reports may still be down. The token is used up to 11 s
 /// into the refusal, then the request for a new one is retried in place for 15 s, and the
-/// credential sends the next one a minute after that, so up to 51 s after the refusal ends;
+/// credential sends the next one a minute after that, so up to 26 s after the refusal ends;
 /// then each report's next poll (3 s), and room for a slow machine.
-const TOKEN_GRACE: Duration = Duration::from_secs(65);
+const TOKEN_GRACE: Duration = Duration::from_secs(40);
 /// No token blip is queued this long before a kill or the refusal: a blip waits for the next
-/// refresh (20 s) and its retries, and must not meet a restart's first token request instead.
-const BLIP_QUIET: Duration = Duration::from_secs(30);
+/// refresh (6 s) and its retries, and must not meet a restart's first token request instead.
+const BLIP_QUIET: Duration = Duration::from_secs(15);
 /// `--graph.max-response-bytes` of the soak, and the oversized pages it gets.
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 const OVERSIZED_PAGE: usize = 8 << 20;
@@ -464,6 +464,7 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
             let stop_at = length.saturating_sub(Duration::from_secs(15));
             let mut round = 0;
             let mut refused = false;
+            let mut blips_resume_at = None;
             while started.elapsed() < stop_at {
                 if !refused && started.elapsed() + BLIP_QUIET >= refusal_at {
                     quiet_token_endpoint(&fake, &blips_allowed).await;
@@ -480,14 +481,17 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
                     fake.restore("oauth2/v2.0/token");
                     *token_window.lock().unwrap() = Some((from, Instant::now()));
                     // The tenant is back within the grace; blips then meet refreshes again.
-                    tokio::time::sleep(TOKEN_GRACE).await;
+                    blips_resume_at = Some(Instant::now() + TOKEN_GRACE);
+                }
+                if blips_resume_at.is_some_and(|at| Instant::now() >= at) {
+                    blips_resume_at = None;
                     *blips_allowed.lock().unwrap() = true;
                 }
-                // A blip every 12 rounds (18 s), at most one queued at a time.
-                if round % 12 == 6 {
+                // A blip every 4 rounds (6 s), at most one queued at a time.
+                if round % 4 == 2 {
                     let allowed = blips_allowed.lock().unwrap();
                     if *allowed && fake.queued_faults("/oauth2/") == 0 {
-                        token_blip(&fake, round / 12);
+                        token_blip(&fake, round / 4);
                         *faults
                             .0
                             .entry("token endpoint failing at refresh (1-3 of 503, 429, reset, timeout)")
@@ -538,9 +542,8 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
                 common::credential_up(t, TENANT) == Some(1.0)
             })
             .await;
-        // Not while the refusal or its grace is on: the injector allows them again after it.
-        let refusal_over = token_window.lock().unwrap().is_some();
-        if refusal_over || started.elapsed() + BLIP_QUIET < length.mul_f64(0.4) {
+        // Not before the refusal, nor during it or its grace: the injector allows them after.
+        if started.elapsed() + BLIP_QUIET < length.mul_f64(0.4) {
             *blips_allowed.lock().unwrap() = true;
         }
     }
