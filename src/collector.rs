@@ -147,7 +147,7 @@ impl Metrics {
         let credential_up = IntGaugeVec::new(
             Opts::new(
                 "entra_exporter_credential_up",
-                "1 if the tenant's latest token request succeeded, at start or when the token was refreshed later; 0 otherwise.",
+                "1 while the tenant has a valid token (a failed refresh leaves it 1 until the token expires); 0 once none is left and a request for one failed, and before the first.",
             ),
             &["tenant"],
         )?;
