@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-/// `--graph.max-response-bytes` unless given: a page of 999 users is about 1 MiB.
+/// `--graph.max-response-bytes` unless given: a page of 999 users is about 0.6 MB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Prometheus exporter for Microsoft Entra ID authentication-methods reports (SSPR, MFA,

@@ -234,6 +234,45 @@ async fn a_long_scan_survives_token_failures_without_starting_over() {
     assert_eq!(statuses, [503, 0, 503]);
 }
 
+/// A `Retry-After` longer than the token's life: the requests held by it take their token after
+/// the wait, so none leaves with an expired one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_held_past_its_tokens_life_takes_a_new_one() {
+    let fake = fake(FakeGraphOptions {
+        // Used for 5.4 s.
+        token_lifetime: Duration::from_secs(6),
+        record_requests: true,
+        ..quiet()
+    })
+    .await;
+    let (exporter, _config) = exporter(&fake, REPORTS, &[], &[]).await;
+    exporter.wait_ready().await;
+    fake.inject(
+        "usersRegisteredByFeature",
+        Fault::Status {
+            code: 429,
+            retry_after: Some("8".to_owned()),
+            body: String::new(),
+        },
+    );
+    let throttled_then_answered = || {
+        let log = fake.request_log();
+        let graph: Vec<&LoggedRequest> = graph_requests(&log).collect();
+        graph
+            .iter()
+            .position(|r| r.status == 429)
+            .is_some_and(|at| {
+                graph[at..]
+                    .iter()
+                    .any(|r| r.status == 200 && r.target == graph[at].target)
+            })
+    };
+    always_up_until(&exporter, REPORTS, |_| throttled_then_answered()).await;
+    let log = fake.request_log();
+    let refused = graph_requests(&log).filter(|r| r.status == 401).count();
+    assert_eq!(refused, 0, "requests sent with an expired token");
+}
+
 /// Tokens that Graph refuses before their announced expiry (revoked, or this host's clock
 /// behind): the request that gets 401 is sent once more with a new token, one token request
 /// serves every report, and no poll fails.

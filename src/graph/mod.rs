@@ -33,7 +33,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// Pages one poll of a report may read unless `reports.<name>.max_pages` says otherwise: far
 /// above any tenant (999 million users at 999 a page), so that it only stops a runaway. Loops
 /// are caught sooner, by the repeated-nextLink and empty-page guards; the hashes of the links
-/// followed cost 8 bytes a page while a poll runs.
+/// followed cost about 16 bytes a page while a poll runs.
 pub const DEFAULT_MAX_PAGES: u32 = 1_000_000;
 
 /// Why Graph will not serve a report to this tenant, as opposed to a passing failure.
