@@ -105,6 +105,8 @@ pub struct GraphConfig {
     /// Requests per app registration (client id) per 10 s, shared by its tenants.
     pub app_requests_per_10s: u32,
     pub timeout: Duration,
+    /// Largest response body read (`--graph.max-response-bytes`), after gzip decoding.
+    pub max_response_bytes: usize,
 }
 
 impl GraphConfig {
@@ -215,6 +217,30 @@ pub enum CredentialSetupError {
         "client certificate {path} is PEM; convert it to PKCS#12 (.pfx), e.g. `openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`"
     )]
     PemCertificate { path: String },
+}
+
+impl CredentialSetupError {
+    /// Whether a failed token request may succeed if sent again soon: 5xx, 429, timeouts,
+    /// resets, DNS and TLS errors may pass; a refusal by the token endpoint (a 4xx other than
+    /// 429) or a credential its files cannot set up stays until someone fixes it. Here because
+    /// both the credential and the Graph client need the answer and neither knows the other.
+    pub fn is_passing(err: &azure_core::Error) -> bool {
+        let mut passing = true;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(cause) = source {
+            if cause.is::<CredentialSetupError>() {
+                passing = false;
+            }
+            if let Some(status) = cause
+                .downcast_ref::<azure_core::Error>()
+                .and_then(azure_core::Error::http_status)
+            {
+                passing = status.is_server_error() || u16::from(status) == 429;
+            }
+            source = cause.source();
+        }
+        passing
+    }
 }
 
 impl CredentialConfig {
@@ -396,6 +422,8 @@ impl Config {
                     .app_requests_per_10s
                     .unwrap_or((DEFAULT_APP_REQUESTS_PER_10S / shard.total).max(1)),
                 timeout: at_least_a_second("--graph.timeout", cli.graph_timeout)?,
+                // More than the address space holds is no limit.
+                max_response_bytes: usize::try_from(cli.max_response_bytes).unwrap_or(usize::MAX),
             },
             tenants,
             failure_reason_limit,

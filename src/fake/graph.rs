@@ -17,8 +17,8 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName,
+    HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::data::{Simulation, rfc3339, uuid_like};
 use super::groups::{member_page, transitive_members};
-use super::server::FakeResponse;
+use super::server::{FakeResponse, ResetConnection};
 use super::stats;
 use super::users::{UserRoles, UserTypes, user_id};
 use super::{FakeGroup, Fault, LoggedRequest};
@@ -136,6 +136,14 @@ impl State {
         self.retired.retain(|(_, k, _)| k != key);
     }
 
+    pub(crate) fn queued_faults(&self, key: &str) -> usize {
+        self.faults
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, queue)| queue.len())
+            .sum()
+    }
+
     pub(crate) fn clear_faults(&mut self) -> usize {
         let pending = self.faults.iter().map(|(_, _, queue)| queue.len()).sum();
         self.faults.clear();
@@ -175,6 +183,14 @@ impl State {
             .then(|| self.take_fault(target, tenant))
             .flatten();
         (retired, fault)
+    }
+
+    /// Makes every token issued so far expire now.
+    pub(crate) fn expire_tokens(&mut self) {
+        let now = Instant::now();
+        for (expiry, _) in self.tokens.values_mut() {
+            *expiry = now;
+        }
     }
 
     /// The tenant index of a token the fake issued that has not expired.
@@ -253,8 +269,17 @@ struct Reply {
     content_type: &'static str,
     body: Bytes,
     headers: Vec<(HeaderName, String)>,
+    delivery: Delivery,
+}
+
+/// How a reply goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Whole,
     /// Announce the whole body but send only its first half, then close the connection.
-    cut_short: bool,
+    CutShort,
+    /// Close the connection without answering.
+    Reset,
 }
 
 impl Reply {
@@ -264,7 +289,7 @@ impl Reply {
             content_type: GRAPH_JSON,
             body: Bytes::from(body.to_string()),
             headers: Vec::new(),
-            cut_short: false,
+            delivery: Delivery::Whole,
         }
     }
 
@@ -290,7 +315,7 @@ impl Reply {
 
     fn into_response(self, ids: &Ids, is_legacy_report: bool) -> FakeResponse {
         let whole = self.body.len();
-        let body = if self.cut_short {
+        let body = if self.delivery == Delivery::CutShort {
             // A stream has no known size, so hyper trusts the Content-Length below. It sends
             // the half (the pause lets it reach the wire), finds the body ended early and
             // closes the connection.
@@ -305,11 +330,15 @@ impl Reply {
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
+        if self.delivery == Delivery::Reset {
+            resp.extensions_mut().insert(ResetConnection);
+        }
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        if self.cut_short {
+        if self.delivery == Delivery::CutShort {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(whole));
         }
+
         let mut common = vec![
             (
                 HeaderName::from_static("request-id"),
@@ -366,7 +395,11 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
             tenant: tenant.and_then(|index| shared.tenant_ids.get(index).cloned()),
             target: raw,
             at: arrived,
-            status: response.status().as_u16(),
+            // 0: closed unanswered.
+            status: match response.extensions().get::<ResetConnection>() {
+                Some(_) => 0,
+                None => response.status().as_u16(),
+            },
         });
     }
     response
@@ -396,6 +429,10 @@ enum Reshape {
     Empty,
     NoNextLink,
     Truncate,
+    Oversize {
+        bytes: usize,
+        gzip: bool,
+    },
 }
 
 impl Reshape {
@@ -403,8 +440,11 @@ impl Reshape {
     /// whether the rows it had still reach the client whole.
     fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, bool) {
         if let Reshape::Truncate = self {
-            reply.cut_short = true;
+            reply.delivery = Delivery::CutShort;
             return (reply, false);
+        }
+        if let Reshape::Oversize { bytes, gzip } = self {
+            return (oversize(reply, bytes, gzip), false);
         }
         let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
             return (reply, false);
@@ -434,11 +474,61 @@ impl Reshape {
                 set_value(&mut body, "value", Value::Array(Vec::new()));
                 false
             }
-            Reshape::Truncate => false,
+            Reshape::Truncate | Reshape::Oversize { .. } => false,
         };
         reply.body = Bytes::from(body.to_string());
         (reply, rows_kept)
     }
+}
+
+/// `reply`'s page grown to at least `bytes`: its rows repeated (whitespace for a page without
+/// rows), its other fields kept, so that it stays a valid page; gzip-compressed if asked, as a
+/// proxy may send it.
+fn oversize(mut reply: Reply, bytes: usize, gzip: bool) -> Reply {
+    let Ok(Value::Object(mut page)) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply;
+    };
+    let rows: Vec<String> = match page.remove("value") {
+        Some(Value::Array(rows)) => rows.iter().map(Value::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let rest = Value::Object(page).to_string();
+    let mut body = Vec::with_capacity(bytes + rest.len() + 64);
+    body.extend_from_slice(b"{\"value\":[");
+    let mut rows = rows.iter().cycle();
+    let mut first = true;
+    while body.len() < bytes {
+        match rows.next() {
+            Some(row) => {
+                if !first {
+                    body.push(b',');
+                }
+                body.extend_from_slice(row.as_bytes());
+                first = false;
+            }
+            None => body.resize(bytes, b' '),
+        }
+    }
+    body.push(b']');
+    // The rest of the page's fields, after its rows.
+    match rest.strip_prefix('{').filter(|fields| *fields != "}") {
+        Some(fields) => {
+            body.push(b',');
+            body.extend_from_slice(fields.as_bytes());
+        }
+        None => body.push(b'}'),
+    }
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if std::io::Write::write_all(&mut encoder, &body).is_ok()
+            && let Ok(compressed) = encoder.finish()
+        {
+            body = compressed;
+            reply = reply.with_header(CONTENT_ENCODING, "gzip");
+        }
+    }
+    reply.body = Bytes::from(body);
+    reply
 }
 
 /// Error body shape: clients parse Entra and Graph errors differently
@@ -486,7 +576,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
                     content_type: GRAPH_JSON,
                     body: Bytes::from(body),
                     headers: Vec::new(),
-                    cut_short: false,
+                    delivery: Delivery::Whole,
                 }
             };
             if let Some(retry_after) = retry_after {
@@ -499,7 +589,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
             content_type: GRAPH_JSON,
             body: Bytes::from_static(br#"{"value":[{"id":"0f1e2d3c-","feature":"res"#),
             headers: Vec::new(),
-            cut_short: false,
+            delivery: Delivery::Whole,
         }),
         Some(Fault::ForeignNextLink(url)) => FaultEffect::Reshape(Reshape::NextLink(url)),
         Some(Fault::Delay(delay)) => {
@@ -507,6 +597,13 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
             FaultEffect::None
         }
         Some(Fault::TruncatedBody) => FaultEffect::Reshape(Reshape::Truncate),
+        Some(Fault::Reset) => FaultEffect::Answer(Reply {
+            delivery: Delivery::Reset,
+            ..Reply::json(StatusCode::OK, &Value::Null)
+        }),
+        Some(Fault::OversizedPage { bytes, gzip }) => {
+            FaultEffect::Reshape(Reshape::Oversize { bytes, gzip })
+        }
         Some(Fault::NextLinkLoop) => FaultEffect::Reshape(Reshape::LoopNextLink),
         Some(Fault::EmptyPageWithNextLink) => FaultEffect::Reshape(Reshape::EmptyWithNextLink),
         Some(Fault::EmptyCollection) => FaultEffect::Reshape(Reshape::Empty),
@@ -1077,7 +1174,7 @@ async fn graph(
         content_type: GRAPH_JSON,
         body,
         headers: Vec::new(),
-        cut_short: false,
+        delivery: Delivery::Whole,
     };
     let (reply, rows_kept) = match reshape {
         Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),

@@ -61,7 +61,8 @@
 //!
 //! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
-//! off on the wire, invalid JSON, paging loops, empty or shortened lists),
+//! off on the wire, connections reset unanswered, invalid JSON, paging loops,
+//! empty or shortened lists, oversized pages), [`FakeGraph::expire_tokens`],
 //! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
 //! token endpoint included), in every tenant or, with
 //! [`FakeGraph::inject_for`] and [`FakeGraph::retire_for`], in one. They read
@@ -204,7 +205,7 @@ pub struct LoggedRequest {
     pub target: String,
     /// When the request arrived.
     pub at: std::time::Instant,
-    /// The status answered.
+    /// The status answered; 0 for a connection closed unanswered ([`Fault::Reset`]).
     pub status: u16,
 }
 
@@ -250,6 +251,12 @@ pub enum Fault {
     EmptyCollection,
     /// The normal page without its `@odata.nextLink`: the list ends early, a shorter window.
     NoNextLink,
+    /// The connection closes before any answer, as when it is reset.
+    Reset,
+    /// The normal page grown to at least `bytes` bytes by repeating its rows (a valid page),
+    /// sent with its `Content-Length`, or gzip-compressed (`Content-Encoding: gzip`, so only
+    /// the decoded size tells), as a misbehaving proxy might.
+    OversizedPage { bytes: usize, gzip: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -467,6 +474,18 @@ impl FakeGraph {
     /// `@odata.context`, which the fake adds), in every tenant.
     pub fn set_policy(&self, policy: serde_json::Value) {
         self.shared.lock().policy = policy;
+    }
+
+    /// Makes every token issued so far expire now, as when Entra revokes them or the client's
+    /// clock runs behind: Graph answers 401 to them.
+    pub fn expire_tokens(&self) {
+        self.shared.lock().expire_tokens();
+    }
+
+    /// Faults queued under `path_contains` (as given to [`inject`](Self::inject) or
+    /// [`inject_for`](Self::inject_for)) that have not fired yet.
+    pub fn queued_faults(&self, path_contains: &str) -> usize {
+        self.shared.lock().queued_faults(path_contains)
     }
 
     /// Drops every queued fault; returns how many had not fired yet.

@@ -443,6 +443,97 @@ async fn one_shot_faults_fire_once_in_order() -> TestResult {
 }
 
 #[tokio::test]
+async fn resets_oversized_pages_and_expired_tokens() -> TestResult {
+    let (fake, client) = start(FakeGraphOptions {
+        users: 30,
+        page_size: 10,
+        record_requests: true,
+        ..quiet()
+    })
+    .await?;
+    // A reset: the token endpoint closes the connection unanswered, once.
+    fake.inject("oauth2/v2.0/token", Fault::Reset);
+    assert!(
+        token_response(&fake, &client, fake.client_secret())
+            .await
+            .is_err()
+    );
+    let issued = token(&fake, &client).await?;
+    let statuses: Vec<u16> = fake.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [0, 200]);
+
+    let url = format!(
+        "{}/v1.0/reports/authenticationMethods/userRegistrationDetails",
+        fake.base_url()
+    );
+    let normal = get_json(&client, &issued, &url).await?;
+    let rows = normal["value"].as_array().ok_or("no value")?.clone();
+    const BYTES: usize = 2 << 20;
+
+    // Oversized, announced by its Content-Length: the page's rows over and over, then its
+    // nextLink, so it is still a valid page.
+    fake.inject(
+        "userRegistrationDetails",
+        Fault::OversizedPage {
+            bytes: BYTES,
+            gzip: false,
+        },
+    );
+    let resp = get(&client, &issued, &url).await?;
+    assert!(resp.content_length().ok_or("no length")? >= BYTES as u64);
+    let page: Value = resp.json().await?;
+    let big = page["value"].as_array().ok_or("no value")?;
+    assert!(big.len() > 100 * rows.len(), "{}", big.len());
+    assert_eq!(big[rows.len()], rows[0]);
+    assert_eq!(page["@odata.nextLink"], normal["@odata.nextLink"]);
+
+    // Gzip-compressed: small on the wire, as large once decoded.
+    fake.inject(
+        "userRegistrationDetails",
+        Fault::OversizedPage {
+            bytes: BYTES,
+            gzip: true,
+        },
+    );
+    let raw = Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(fake.ca_pem().as_bytes())?])
+        .no_gzip()
+        .build()?;
+    let resp = get(&raw, &issued, &url).await?;
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let compressed = resp.bytes().await?;
+    assert!(compressed.len() < BYTES / 10, "{}", compressed.len());
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut decoded,
+    )?;
+    assert!(decoded.len() >= BYTES);
+    let page: Value = serde_json::from_slice(&decoded)?;
+    assert_eq!(page["value"][0], rows[0]);
+    // One page each.
+    assert_eq!(get_json(&client, &issued, &url).await?, normal);
+
+    // A reset Graph request, then the same request answered.
+    fake.inject("userRegistrationDetails", Fault::Reset);
+    assert!(get(&client, &issued, &url).await.is_err());
+    assert_eq!(get(&client, &issued, &url).await?.status(), StatusCode::OK);
+
+    // Expired tokens are refused until a new one is issued.
+    fake.expire_tokens();
+    let resp = get(&client, &issued, &url).await?;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await?;
+    assert_eq!(
+        body["error"]["message"],
+        "Access token has expired or is not yet valid."
+    );
+    let fresh = token(&fake, &client).await?;
+    assert_eq!(get(&client, &fresh, &url).await?.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
 async fn retire_is_permanent_and_unknown_paths_are_bad_requests() -> TestResult {
     let (fake, client) = start(quiet()).await?;
     let token = token(&fake, &client).await?;
@@ -1288,7 +1379,10 @@ async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> Tes
     // Faults can be dropped before they fire; a retired path can be restored.
     fake.inject("userEventsSummary", Fault::InvalidJson);
     fake.inject("userEventsSummary", Fault::EmptyCollection);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 2);
+    assert_eq!(fake.queued_faults("userCredentialUsageDetails"), 0);
     assert_eq!(fake.clear_faults(), 2);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 0);
     assert_eq!(
         page_ids(&get_json(&client, &token, &first).await?).len(),
         10

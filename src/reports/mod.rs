@@ -28,7 +28,7 @@ pub mod user_registration_details;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -157,7 +157,8 @@ pub struct TenantShared {
 pub struct PublishedTotals {
     pub totals: Arc<user_registration_details::RegistrationTotals>,
     /// `None` when the max_age reaches beyond what the clock can represent: no limit.
-    pub fresh_until: Option<SystemTime>,
+    /// Monotonic, as every age.
+    pub fresh_until: Option<Instant>,
 }
 
 impl TenantShared {
@@ -187,7 +188,7 @@ impl TenantShared {
     ) {
         let published = PublishedTotals {
             totals: Arc::new(totals),
-            fresh_until: SystemTime::now().checked_add(self.registration_max_age),
+            fresh_until: Instant::now().checked_add(self.registration_max_age),
         };
         if let Ok(mut slot) = self.registration_totals.lock() {
             *slot = Some(published);

@@ -122,7 +122,7 @@ mod tests {
     fn details_fallback_has_the_same_shape() {
         let mut totals = RegistrationTotals::default();
         totals.by_feature.insert("mfaCapable", 12);
-        let fresh_until = Some(std::time::SystemTime::now());
+        let fresh_until = Some(std::time::Instant::now());
         let s = snapshot(Figures::Details(PublishedTotals {
             totals: Arc::new(totals),
             fresh_until,

@@ -334,6 +334,36 @@ pub fn up(report: &str) -> String {
     format!(r#"entra_exporter_report_up{{tenant="{TENANT}",report="{report}"}}"#)
 }
 
+/// `entra_exporter_credential_up` of `tenant`.
+pub fn credential_up(text: &str, tenant: &str) -> Option<f64> {
+    value(
+        text,
+        &format!(r#"entra_exporter_credential_up{{tenant="{tenant}"}}"#),
+    )
+}
+
+/// `entra_exporter_report_up` of a report of `tenant`.
+pub fn report_up(text: &str, tenant: &str, report: &str) -> Option<f64> {
+    value(
+        text,
+        &format!(r#"entra_exporter_report_up{{tenant="{tenant}",report="{report}"}}"#),
+    )
+}
+
+/// Log lines at `level` about `tenant` whose message contains `text`.
+pub fn log_lines(exporter: &Exporter, level: &str, tenant: &str, text: &str) -> usize {
+    exporter
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|json| {
+            json["level"] == level
+                && json["tenant"] == tenant
+                && json["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+        .count()
+}
+
 /// The value of the first sample whose line starts with `series` (name and labels as printed).
 pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
