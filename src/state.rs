@@ -663,7 +663,10 @@ mod tests {
         assert!(json(&path)["tenants"]["t"].is_object());
         drop(first);
         let second = open(&path, &[wanted("u", &["a"])]);
-        assert!(!in_progress.exists(), "a stale temporary file goes once the lock is free");
+        assert!(
+            !in_progress.exists(),
+            "a stale temporary file goes once the lock is free"
+        );
         drop(second);
     }
 
