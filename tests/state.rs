@@ -354,7 +354,7 @@ async fn a_second_exporter_on_the_same_state_file_exits_1_and_the_first_goes_on(
         format!("--config.file={}", setup.config.path().display()),
         format!("--state.file={}", setup.state().display()),
     ]);
-    let output = second.output().expect("exporter runs");
+    let output = exited(second).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors = common::json_error_lines(&stderr);
@@ -365,7 +365,10 @@ async fn a_second_exporter_on_the_same_state_file_exits_1_and_the_first_goes_on(
         "{stderr}"
     );
     assert!(errors[0].contains("another exporter holds it"), "{stderr}");
-    assert!(in_progress.exists(), "the first one's temporary file is left alone");
+    assert!(
+        in_progress.exists(),
+        "the first one's temporary file is left alone"
+    );
 
     // The first one goes on and keeps its state.
     std::fs::remove_file(&in_progress).unwrap();
@@ -375,6 +378,28 @@ async fn a_second_exporter_on_the_same_state_file_exits_1_and_the_first_goes_on(
         .await;
     let state = state_json(&setup.state());
     assert!(state["tenants"][TENANT]["reports"]["userEventsSummary"].is_object());
+}
+
+/// Runs `command` to its end, which must come within [`common::WAIT`].
+async fn exited(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("exporter runs");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > common::WAIT {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {:?}:\n{}",
+                common::WAIT,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.wait_with_output().expect("output")
 }
 
 /// A small tmpfs in a mount namespace of its own (`unshare --user --map-root-user --mount`,
@@ -391,7 +416,12 @@ impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().expect("mount point");
         let holder = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--mount", "--propagation=private"])
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation=private",
+            ])
             .args([
                 "sh",
                 "-c",
