@@ -3,7 +3,7 @@
 //! adds usage events continuously, injects every kind of fault the fake knows into the paged
 //! reports (429 storms with Retry-After, 500/502/503/504, responses that time out, bodies cut
 //! off on the wire, invalid JSON, nextLink loops, empty pages with a nextLink, transient empty
-//! and shortened lists, expired skiptokens), refuses tokens for a minute, scrapes `/metrics`
+//! and shortened lists, expired skiptokens, rows that cannot be parsed), refuses tokens for a minute, scrapes `/metrics`
 //! every 250 ms and kills the exporter with SIGKILL twice, restarting it on the same state file.
 //!
 //! At the end it asserts that `/metrics` answered every scrape while the process was up; that
@@ -257,7 +257,26 @@ fn single_faults() -> Vec<(Pages, Fault, &'static str)> {
             "expired skiptoken (404 on a later page)",
         ),
         (Pages::First, status(503, Some("1")), "503 with Retry-After"),
+        // An id of the wrong type spoils a row of every faulted report: skipped, and counted
+        // at a later poll that lists it whole.
+        (
+            Pages::First,
+            bad_row(serde_json::json!(42)),
+            "bad row (a number as id, first page)",
+        ),
+        (
+            Pages::Later,
+            bad_row(serde_json::json!({"id": "x"})),
+            "bad row (an object as id, later page)",
+        ),
     ]
+}
+
+fn bad_row(id: serde_json::Value) -> Fault {
+    Fault::BadRow {
+        field: "id".to_owned(),
+        value: Some(id),
+    }
 }
 
 /// Faults injected, by kind.

@@ -21,7 +21,9 @@ use tracing::{debug, warn};
 use url::Url;
 
 pub use limiter::Limiter;
-pub use rows::{RowFault, Rows, SkippedRows, parse_document};
+pub use rows::{RowFault, Rows, parse_document};
+
+use rows::SkippedRows;
 
 use crate::config::{CredentialSetupError, GraphConfig};
 

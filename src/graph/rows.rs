@@ -49,16 +49,6 @@ pub struct RowFault {
     pub found: &'static str,
 }
 
-impl fmt::Display for RowFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "row {}: field {} is {}",
-            self.index, self.field, self.found
-        )
-    }
-}
-
 /// The bad rows of one poll of a report: how many, and the first one's position.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SkippedRows {
