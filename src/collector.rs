@@ -86,6 +86,8 @@ pub struct Metrics {
     changes: Arc<AtomicU64>,
     /// `entra_exporter_graph_requests_total{tenant,report,code}`.
     pub graph_requests: IntCounterVec,
+    /// `entra_exporter_report_rows_skipped_total{tenant,report}`.
+    pub report_rows_skipped: IntCounterVec,
     /// `entra_exporter_web_config_last_reload_successful`.
     pub web_config_reload_successful: PromptGauge,
     /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
@@ -111,6 +113,14 @@ impl Metrics {
             &["tenant", "report", "code"],
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
+        let report_rows_skipped = IntCounterVec::new(
+            Opts::new(
+                "entra_exporter_report_rows_skipped_total",
+                "Rows of the report that could not be parsed (a null or wrong-typed field, a missing id) and were skipped while the rest of the poll counted; a row is counted each time a poll reads it.",
+            ),
+            &["tenant", "report"],
+        )?;
+        registry.register(Box::new(report_rows_skipped.clone()))?;
         let state_writes = IntCounterVec::new(
             Opts::new(
                 "entra_exporter_state_writes_total",
@@ -172,6 +182,7 @@ impl Metrics {
             registry,
             changes,
             graph_requests,
+            report_rows_skipped,
             web_config_reload_successful,
             state_writes,
             credential_up,

@@ -13,8 +13,14 @@ use url::Url;
 use crate::cli::Cli;
 use crate::shard::{self, Shard};
 
-/// Failure reasons kept as distinct label values per tenant; the rest become `other`.
-pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
+/// Distinct values of the open-ended labels of the usage-event counters kept per tenant unless
+/// the file says otherwise; the rest become `other`. Graph documents three featureType members
+/// and about thirty usageAuthMethod members today.
+pub const DEFAULT_EVENT_LABEL_LIMITS: EventLabelLimits = EventLabelLimits {
+    failure_reason: 20,
+    feature: 10,
+    auth_method: 50,
+};
 /// Stale values are dropped once older than this many poll intervals.
 pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
 /// Groups per tenant: each is a `group` label value and a member read before every scan.
@@ -52,7 +58,8 @@ pub struct Config {
     pub telemetry_path: String,
     pub graph: GraphConfig,
     pub tenants: Vec<TenantConfig>,
-    pub failure_reason_limit: usize,
+    /// `failure_reason_limit`, `feature_limit` and `auth_method_limit`.
+    pub event_label_limits: EventLabelLimits,
     /// The file's top-level `reports`, which every tenant starts from.
     pub reports: BTreeMap<String, ReportOverride>,
     /// The file's `strength_classes` as written: class name → methods. The reports' strength
@@ -62,6 +69,15 @@ pub struct Config {
     pub poll_interval: Option<Duration>,
     /// This replica's shard; [`Shard::ALL`] when the tenants are not sharded.
     pub shard: Shard,
+}
+
+/// How many distinct values of each open-ended label the usage-event counters keep per tenant
+/// (`*_usage_events_total` and friends); the rest are counted under `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLabelLimits {
+    pub failure_reason: usize,
+    pub feature: usize,
+    pub auth_method: usize,
 }
 
 /// How the web interface listens and what it lets clients hold.
@@ -307,6 +323,8 @@ struct FileConfig {
     #[serde(default)]
     reports: BTreeMap<String, ReportOverride>,
     failure_reason_limit: Option<usize>,
+    feature_limit: Option<usize>,
+    auth_method_limit: Option<usize>,
     #[serde(default)]
     strength_classes: BTreeMap<String, Vec<String>>,
 }
@@ -352,12 +370,20 @@ impl Config {
         };
         let shard = resolve_shard(cli, env)?;
         validate_report_names(&file.reports, "reports", known_reports)?;
-        let failure_reason_limit = file
-            .failure_reason_limit
-            .unwrap_or(DEFAULT_FAILURE_REASON_LIMIT);
-        if failure_reason_limit == 0 {
-            return Err(invalid("failure_reason_limit must be at least 1"));
-        }
+        let defaults = DEFAULT_EVENT_LABEL_LIMITS;
+        let event_label_limits = EventLabelLimits {
+            failure_reason: at_least_one(
+                "failure_reason_limit",
+                file.failure_reason_limit,
+                defaults.failure_reason,
+            )?,
+            feature: at_least_one("feature_limit", file.feature_limit, defaults.feature)?,
+            auth_method: at_least_one(
+                "auth_method_limit",
+                file.auth_method_limit,
+                defaults.auth_method,
+            )?,
+        };
 
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (index, tenant) in file.tenants.into_iter().enumerate() {
@@ -426,12 +452,20 @@ impl Config {
                 max_response_bytes: usize::try_from(cli.max_response_bytes).unwrap_or(usize::MAX),
             },
             tenants,
-            failure_reason_limit,
+            event_label_limits,
             reports: file.reports,
             strength_classes: file.strength_classes,
             poll_interval,
             shard,
         })
+    }
+}
+
+/// A label limit from the file, or its default; 0 would turn every value into `other`.
+fn at_least_one(key: &str, given: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match given.unwrap_or(default) {
+        0 => Err(invalid(format!("{key} must be at least 1"))),
+        limit => Ok(limit),
     }
 }
 
@@ -996,6 +1030,7 @@ mod tests {
         let config = load_yaml(&format!(
             r#"
 failure_reason_limit: 5
+auth_method_limit: 7
 reports:
   credentialUsageSummary: {{interval: 5m}}
   credentialUserRegistrationDetails: {{interval: 2h, max_age: 12h}}
@@ -1012,7 +1047,14 @@ tenants:
             secret.path().display()
         ))
         .unwrap();
-        assert_eq!(config.failure_reason_limit, 5);
+        assert_eq!(
+            config.event_label_limits,
+            EventLabelLimits {
+                failure_reason: 5,
+                auth_method: 7,
+                ..DEFAULT_EVENT_LABEL_LIMITS
+            }
+        );
         let contoso = &config.tenants[0];
         assert_eq!(contoso.name, "contoso");
         assert!(matches!(&contoso.credential,
@@ -1103,7 +1145,15 @@ tenants:
             ),
             (
                 "failure_reason_limit: 0\ntenants: []\n",
-                "failure_reason_limit",
+                "failure_reason_limit must be at least 1",
+            ),
+            (
+                "feature_limit: 0\ntenants: []\n",
+                "feature_limit must be at least 1",
+            ),
+            (
+                "auth_method_limit: 0\ntenants: []\n",
+                "auth_method_limit must be at least 1",
             ),
             (
                 "reports:\n  userEventsSummary: {max_pages: 0}\n",
@@ -1328,6 +1378,8 @@ tenants:
             "tenants",
             "reports",
             "failure_reason_limit",
+            "feature_limit",
+            "auth_method_limit",
             "name",
             "tenant_id",
             "client_id",

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::auth::Credential;
-use crate::config::TenantConfig;
+use crate::config::{EventLabelLimits, TenantConfig};
 use crate::graph::{self, GraphClient, GraphError, Unavailability};
 use crate::reports::strength::StrengthTable;
 use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
@@ -118,7 +118,7 @@ pub async fn run_tenant(
     tenant: Tenant,
     startup: Arc<Startup>,
     store: Arc<Store>,
-    failure_reason_limit: usize,
+    event_label_limits: EventLabelLimits,
     strength: Arc<StrengthTable>,
     state: Option<Arc<StateFile<SavedEvents>>>,
     shutdown: CancellationToken,
@@ -162,7 +162,7 @@ pub async fn run_tenant(
     }
 
     // One context per tenant: its reports share state with each other, never across tenants.
-    let context = BuildContext::new(&tenant, failure_reason_limit, strength, state);
+    let context = BuildContext::new(&tenant, event_label_limits, strength, state);
     let mut loops = JoinSet::new();
     for (spec, settings) in settings {
         if !settings.enabled {

@@ -3,10 +3,10 @@
 //! adds usage events continuously, injects every kind of fault the fake knows into the paged
 //! reports (429 storms with Retry-After, 500/502/503/504, responses that time out, bodies cut
 //! off on the wire, invalid JSON, nextLink loops, empty pages with a nextLink, transient empty
-//! and shortened lists, expired skiptokens, pages over `--graph.max-response-bytes`), makes the
-//! token endpoint fail at refresh time (503, 429, resets and timeouts, one to three in a row),
-//! refuses tokens for a minute, scrapes `/metrics` every 250 ms and kills the exporter with
-//! SIGKILL twice, restarting it on the same state file.
+//! and shortened lists, expired skiptokens, pages over `--graph.max-response-bytes`, rows that
+//! cannot be parsed), makes the token endpoint fail at refresh time (503, 429, resets and
+//! timeouts, one to three in a row), refuses tokens for a minute, scrapes `/metrics` every
+//! 250 ms and kills the exporter with SIGKILL twice, restarting it on the same state file.
 //!
 //! At the end it asserts that `/metrics` answered every scrape while the process was up; that
 //! every usage counter equals exactly the events the fake listed after the first successful
@@ -284,6 +284,18 @@ fn single_faults() -> Vec<(Pages, Fault, &'static str)> {
             },
             "oversized page (8 MB once decoded, gzip)",
         ),
+        // An id of the wrong type spoils a row of every faulted report: skipped, and counted
+        // at a later poll that lists it whole.
+        (
+            Pages::First,
+            bad_row(serde_json::json!(42)),
+            "bad row (a number as id, first page)",
+        ),
+        (
+            Pages::Later,
+            bad_row(serde_json::json!({"id": "x"})),
+            "bad row (an object as id, later page)",
+        ),
     ]
 }
 
@@ -309,6 +321,13 @@ async fn quiet_token_endpoint(fake: &FakeGraph, blips_allowed: &Mutex<bool>) {
     while fake.queued_faults("/oauth2/") > 0 {
         assert!(started.elapsed() < common::WAIT, "a token blip never fired");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn bad_row(id: serde_json::Value) -> Fault {
+    Fault::BadRow {
+        field: "id".to_owned(),
+        value: Some(id),
     }
 }
 

@@ -202,6 +202,8 @@ pub(crate) struct Simulation {
     run: u64,
     users: usize,
     started: SystemTime,
+    /// Subtracted from every event's time in its `eventDateTime`.
+    event_time_lag: Duration,
     events: VecDeque<StoredEvent>,
     next_seq: u64,
     rng: StdRng,
@@ -242,6 +244,7 @@ impl Simulation {
             run: rand::random(),
             users: opts.users,
             started: now,
+            event_time_lag: opts.event_time_lag,
             events: VecDeque::new(),
             next_seq: 0,
             rng,
@@ -388,7 +391,7 @@ impl Simulation {
             rows: self
                 .events
                 .range(start..end)
-                .map(|e| e.row(include_unknown))
+                .map(|e| e.row(include_unknown, self.event_time_lag))
                 .collect(),
             next: self.events.get(end).map(|e| e.seq),
             seqs: self
@@ -400,7 +403,7 @@ impl Simulation {
         }
     }
 
-    /// Marks the events with `seq` in `first..=last` as listed.
+    /// Marks the events with `seq` in `first..=last` as listed (nothing when `last < first`).
     pub(crate) fn mark_listed(&mut self, (first, last): (u64, u64)) {
         let start = self.events.partition_point(|e| e.seq < first);
         for event in self.events.range_mut(start..) {
@@ -633,7 +636,7 @@ impl Simulation {
 }
 
 impl StoredEvent {
-    fn row(&self, include_unknown: bool) -> EventRow<'_> {
+    fn row(&self, include_unknown: bool, lag: Duration) -> EventRow<'_> {
         let e = &self.event;
         EventRow {
             id: &self.id,
@@ -643,7 +646,7 @@ impl StoredEvent {
             is_success: e.is_success,
             auth_method: visible(&e.auth_method, USAGE_EVOLVABLE, include_unknown),
             failure_reason: &e.failure_reason,
-            event_date_time: rfc3339(self.at),
+            event_date_time: rfc3339(self.at.checked_sub(lag).unwrap_or(self.at)),
         }
     }
 }

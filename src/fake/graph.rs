@@ -433,48 +433,72 @@ enum Reshape {
         bytes: usize,
         gzip: bool,
     },
+    BadRow {
+        field: String,
+        value: Option<Value>,
+    },
+}
+
+/// Which rows of a reshaped answer still reach the client whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowsKept {
+    All,
+    AllButLast,
+    None,
 }
 
 impl Reshape {
     /// Applies the change to `reply`, whose request was for `own_url`. Returns the reply and
-    /// whether the rows it had still reach the client whole.
-    fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, bool) {
+    /// which of the rows it had still reach the client whole.
+    fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, RowsKept) {
         if let Reshape::Truncate = self {
             reply.delivery = Delivery::CutShort;
-            return (reply, false);
+            return (reply, RowsKept::None);
         }
         if let Reshape::Oversize { bytes, gzip } = self {
-            return (oversize(reply, bytes, gzip), false);
+            return (oversize(reply, bytes, gzip), RowsKept::None);
         }
         let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
-            return (reply, false);
+            return (reply, RowsKept::None);
         };
         let rows_kept = match self {
             Reshape::NextLink(url) => {
                 set_next_link(&mut body, url);
-                true
+                RowsKept::All
             }
             Reshape::LoopNextLink => {
                 set_next_link(&mut body, own_url.to_owned());
-                true
+                RowsKept::All
             }
             Reshape::NoNextLink => {
                 remove_key(&mut body, "@odata.nextLink");
-                true
+                RowsKept::All
             }
             Reshape::Empty => {
                 remove_key(&mut body, "@odata.nextLink");
                 set_value(&mut body, "value", Value::Array(Vec::new()));
-                false
+                RowsKept::None
             }
             Reshape::EmptyWithNextLink => {
                 if body.get("@odata.nextLink").is_none() {
                     set_next_link(&mut body, own_url.to_owned());
                 }
                 set_value(&mut body, "value", Value::Array(Vec::new()));
-                false
+                RowsKept::None
             }
-            Reshape::Truncate | Reshape::Oversize { .. } => false,
+            Reshape::Truncate | Reshape::Oversize { .. } => RowsKept::None,
+            Reshape::BadRow { field, value } => {
+                match last_row(&mut body).and_then(Value::as_object_mut) {
+                    Some(row) => {
+                        match value {
+                            Some(value) => row.insert(field, value),
+                            None => row.remove(&field),
+                        };
+                        RowsKept::AllButLast
+                    }
+                    None => RowsKept::All,
+                }
+            }
         };
         reply.body = Bytes::from(body.to_string());
         (reply, rows_kept)
@@ -529,6 +553,17 @@ fn oversize(mut reply: Reply, bytes: usize, gzip: bool) -> Reply {
     }
     reply.body = Bytes::from(body);
     reply
+}
+
+/// The last row of a page's `value`, or of a single document's first list.
+fn last_row(body: &mut Value) -> Option<&mut Value> {
+    let object = body.as_object_mut()?;
+    let list = if object.contains_key("value") {
+        object.get_mut("value")
+    } else {
+        object.values_mut().find(|v| v.is_array())
+    }?;
+    list.as_array_mut()?.last_mut()
 }
 
 /// Error body shape: clients parse Entra and Graph errors differently
@@ -608,6 +643,9 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
         Some(Fault::EmptyPageWithNextLink) => FaultEffect::Reshape(Reshape::EmptyWithNextLink),
         Some(Fault::EmptyCollection) => FaultEffect::Reshape(Reshape::Empty),
         Some(Fault::NoNextLink) => FaultEffect::Reshape(Reshape::NoNextLink),
+        Some(Fault::BadRow { field, value }) => {
+            FaultEffect::Reshape(Reshape::BadRow { field, value })
+        }
     }
 }
 
@@ -1178,9 +1216,15 @@ async fn graph(
     };
     let (reply, rows_kept) = match reshape {
         Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),
-        None => (reply, true),
+        None => (reply, RowsKept::All),
     };
-    if let Some(seqs) = listed.filter(|_| rows_kept)
+    let listed = listed.and_then(|(first, last)| match rows_kept {
+        RowsKept::All => Some((first, last)),
+        // Events are listed in seq order, so the last row is the one with the last seq.
+        RowsKept::AllButLast => last.checked_sub(1).map(|before| (first, before)),
+        RowsKept::None => None,
+    });
+    if let Some(seqs) = listed
         && let Some(sim) = shared.lock().sims.get_mut(tenant)
     {
         sim.mark_listed(seqs);

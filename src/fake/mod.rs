@@ -62,7 +62,8 @@
 //! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
 //! off on the wire, connections reset unanswered, invalid JSON, paging loops,
-//! empty or shortened lists, oversized pages), [`FakeGraph::expire_tokens`],
+//! empty or shortened lists, oversized pages, rows a client cannot parse),
+//! [`FakeGraph::expire_tokens`],
 //! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
 //! token endpoint included), in every tenant or, with
 //! [`FakeGraph::inject_for`] and [`FakeGraph::retire_for`], in one. They read
@@ -141,6 +142,10 @@ pub struct FakeGraphOptions {
     pub tenants: usize,
     /// Keep a log of every request, in order of arrival ([`FakeGraph::request_log`]).
     pub record_requests: bool,
+    /// How far behind the wall clock Graph's usage events are dated: every event's
+    /// `eventDateTime` is its creation time less this, so the whole 30-day window lags too,
+    /// as with stale report data or an exporter whose clock runs fast. Zero by default.
+    pub event_time_lag: Duration,
 }
 
 /// A group of the simulated tenant.
@@ -191,6 +196,7 @@ impl Default for FakeGraphOptions {
             groups: groups::demo_groups(USERS),
             tenants: 1,
             record_requests: false,
+            event_time_lag: Duration::ZERO,
         }
     }
 }
@@ -257,6 +263,14 @@ pub enum Fault {
     /// sent with its `Content-Length`, or gzip-compressed (`Content-Encoding: gzip`, so only
     /// the decoded size tells), as a misbehaving proxy might.
     OversizedPage { bytes: usize, gzip: bool },
+    /// The normal response with its last row spoiled so that a client cannot parse it: `field`
+    /// set to `value`, or removed when `value` is `None` (a `null` `isSuccess`, an `id` of the
+    /// wrong type, a missing `id`). In a single document (`usersRegisteredBy*`) the row is the
+    /// last one of its first list. A spoiled usage event does not count as listed.
+    BadRow {
+        field: String,
+        value: Option<serde_json::Value>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

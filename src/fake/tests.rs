@@ -1397,6 +1397,79 @@ async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> Tes
 }
 
 #[tokio::test]
+async fn a_bad_row_spoils_the_last_row_which_is_not_listed_and_dates_can_lag() -> TestResult {
+    let lag = Duration::from_secs(13 * 24 * 3600);
+    let (fake, client) = start(FakeGraphOptions {
+        initial_events: 25,
+        page_size: 10,
+        max_page_size: 10,
+        event_time_lag: lag,
+        ..quiet()
+    })
+    .await?;
+    let token = token(&fake, &client).await?;
+    let base = fake.base_url();
+    let first = format!("{base}/beta/{AM}/userEventsSummary?$top=1000");
+
+    fake.inject(
+        "userEventsSummary",
+        Fault::BadRow {
+            field: "isSuccess".into(),
+            value: Some(Value::Null),
+        },
+    );
+    let page = get_json(&client, &token, &first).await?;
+    let rows = page["value"].as_array().ok_or("no rows")?;
+    assert_eq!(rows.len(), 10);
+    assert!(rows[..9].iter().all(|r| r["isSuccess"].is_boolean()));
+    assert!(rows[9]["isSuccess"].is_null());
+    let listed = fake.listed_usage_events();
+    assert_eq!(listed.len(), 9, "the spoiled event is not listed");
+    assert!(!listed.contains(rows[9]["id"].as_str().ok_or("no id")?));
+    assert!(
+        page["@odata.nextLink"].is_string(),
+        "the page is otherwise whole"
+    );
+
+    // Every event is dated 13 days and more before now, and the window lags with it.
+    let now = SystemTime::now();
+    let (rows, _) = all_pages(&client, &token, &first).await?;
+    assert_eq!(rows.len(), 25);
+    for row in &rows {
+        let text = row["eventDateTime"].as_str().ok_or("no date")?;
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)?;
+        let age = now.duration_since(SystemTime::from(at))?;
+        assert!(age >= lag - Duration::from_secs(1), "{text}");
+        assert!(
+            age <= lag + data::WINDOW + Duration::from_secs(60),
+            "{text}"
+        );
+    }
+    assert_eq!(fake.listed_usage_events().len(), 25);
+
+    // A missing field, in a single document's list.
+    fake.inject(
+        "usersRegisteredByMethod",
+        Fault::BadRow {
+            field: "userCount".into(),
+            value: None,
+        },
+    );
+    let summary = get_json(
+        &client,
+        &token,
+        &format!("{base}/v1.0/{AM}/usersRegisteredByMethod"),
+    )
+    .await?;
+    let counts = summary["userRegistrationMethodCounts"]
+        .as_array()
+        .ok_or("no list")?;
+    assert!(counts.last().ok_or("empty")?.get("userCount").is_none());
+    assert!(counts[0]["userCount"].is_u64());
+    Ok(())
+}
+
+#[tokio::test]
 async fn event_ids_are_unique_to_each_run_users_are_not() -> TestResult {
     let ids = async || -> Result<HashSet<String>, Box<dyn std::error::Error>> {
         let (fake, client) = start(FakeGraphOptions {

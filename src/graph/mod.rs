@@ -4,6 +4,7 @@
 //! token only ever goes to the configured Graph host.
 
 mod limiter;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,9 @@ use tracing::{debug, warn};
 use url::Url;
 
 pub use limiter::Limiter;
+pub use rows::{RowFault, Rows, parse_document};
+
+use rows::SkippedRows;
 
 use crate::config::{CredentialSetupError, GraphConfig};
 
@@ -189,19 +193,32 @@ impl GraphError {
 
 /// One page of a Graph collection.
 #[derive(Debug, Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
 struct Page<T> {
-    value: Vec<T>,
+    value: Rows<T>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
 }
 
-/// Parses one page of a collection into its rows and its `@odata.nextLink`. Strict JSON: a
-/// malformed page is an error, never repaired.
-pub fn parse_page<T: DeserializeOwned>(
-    body: &[u8],
-) -> Result<(Vec<T>, Option<String>), serde_json::Error> {
-    let page: Page<T> = serde_json::from_slice(body)?;
-    Ok((page.value, page.next_link))
+/// One parsed page of a collection.
+#[derive(Debug)]
+pub struct ParsedPage<T> {
+    /// The rows that parse.
+    pub rows: Vec<T>,
+    pub next_link: Option<String>,
+    /// The rows that do not, skipped.
+    pub skipped: Vec<RowFault>,
+}
+
+/// Parses one page of a collection into its rows and its `@odata.nextLink`, skipping rows that
+/// do not parse. Strict JSON: a malformed page is an error, never repaired.
+pub fn parse_page<T: DeserializeOwned>(body: &[u8]) -> Result<ParsedPage<T>, serde_json::Error> {
+    let (page, skipped) = rows::parse_document::<Page<T>>(body)?;
+    Ok(ParsedPage {
+        rows: page.value.into_inner(),
+        next_link: page.next_link,
+        skipped,
+    })
 }
 
 /// Graph's error body: `{"error": {"code": "...", "message": "..."}}`.
@@ -251,6 +268,8 @@ pub struct GraphClient {
     app_limiter: Arc<Limiter>,
     tenant: String,
     requests: IntCounterVec,
+    /// `entra_exporter_report_rows_skipped_total{tenant,report}`.
+    rows_skipped: IntCounterVec,
     backoff: ExponentialBuilder,
     /// Reports whose deprecation headers were already logged at warn level.
     deprecation_logged: Mutex<HashSet<&'static str>>,
@@ -261,7 +280,8 @@ pub struct GraphClient {
 }
 
 impl GraphClient {
-    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}`; `app_limiter`
+    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}` and
+    /// `rows_skipped` `entra_exporter_report_rows_skipped_total{tenant,report}`; `app_limiter`
     /// is shared by every tenant of the same app registration (`--graph.app-requests-per-10s`).
     pub fn new(
         tenant: &str,
@@ -269,6 +289,7 @@ impl GraphClient {
         http: reqwest::Client,
         graph: &GraphConfig,
         requests: IntCounterVec,
+        rows_skipped: IntCounterVec,
         app_limiter: Arc<Limiter>,
     ) -> Self {
         Self {
@@ -280,6 +301,7 @@ impl GraphClient {
             app_limiter,
             tenant: tenant.to_owned(),
             requests,
+            rows_skipped,
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(500))
                 .with_max_delay(Duration::from_secs(30))
@@ -309,7 +331,7 @@ impl GraphClient {
         Url::parse(&link).map_err(|source| GraphError::BadNextLink { link, source })
     }
 
-    /// GETs a single JSON document.
+    /// GETs a single JSON document, skipping the rows of its [`Rows`] lists that do not parse.
     pub async fn get<T: DeserializeOwned>(
         &self,
         report: &'static str,
@@ -317,17 +339,23 @@ impl GraphClient {
     ) -> Result<T, GraphError> {
         let url = self.url(path)?;
         let (body, request_id) = self.get_with_retry(report, &url).await?;
-        serde_json::from_slice(&body).map_err(|source| GraphError::Json {
-            path: url.path().to_owned(),
-            request_id,
-            source,
-        })
+        let (document, faults) =
+            rows::parse_document(&body).map_err(|source| GraphError::Json {
+                path: url.path().to_owned(),
+                request_id,
+                source,
+            })?;
+        let mut skipped = SkippedRows::default();
+        skipped.add(1, faults);
+        self.report_skipped(report, &skipped);
+        Ok(document)
     }
 
     /// GETs a collection, following `@odata.nextLink` verbatim, and hands each page's rows to
     /// `on_page` as it arrives so that callers aggregate without holding the whole collection.
-    /// A failed page is retried in place; the scan never restarts from the first page.
-    /// Returns the number of rows read.
+    /// A failed page is retried in place; the scan never restarts from the first page. Rows
+    /// that do not parse are skipped, counted and logged once per poll. Returns the number of
+    /// rows read, skipped ones included.
     ///
     /// A poll that would never end fails instead: a nextLink already followed in this poll, an
     /// empty page that still has a nextLink, or more pages than the report's `max_pages`. A
@@ -338,6 +366,20 @@ impl GraphClient {
         &self,
         report: &'static str,
         path: &str,
+        on_page: impl FnMut(Vec<T>),
+    ) -> Result<u64, GraphError> {
+        let mut skipped = SkippedRows::default();
+        let result = self.scan_pages(report, path, &mut skipped, on_page).await;
+        self.report_skipped(report, &skipped);
+        result
+    }
+
+    /// [`for_each_page`](Self::for_each_page), noting the rows it skips in `skipped`.
+    async fn scan_pages<T: DeserializeOwned>(
+        &self,
+        report: &'static str,
+        path: &str,
+        skipped: &mut SkippedRows,
         mut on_page: impl FnMut(Vec<T>),
     ) -> Result<u64, GraphError> {
         let max_pages = self
@@ -363,16 +405,16 @@ impl GraphClient {
                 }
                 Err(err) => return Err(err),
             };
-            let (values, next_link) =
-                parse_page::<T>(&body).map_err(|source| GraphError::Json {
-                    path: url.path().to_owned(),
-                    request_id,
-                    source,
-                })?;
-            let empty = values.is_empty();
-            rows += values.len() as u64;
-            on_page(values);
-            let Some(link) = next_link else {
+            let page = parse_page::<T>(&body).map_err(|source| GraphError::Json {
+                path: url.path().to_owned(),
+                request_id,
+                source,
+            })?;
+            let empty = page.rows.is_empty() && page.skipped.is_empty();
+            rows += (page.rows.len() + page.skipped.len()) as u64;
+            skipped.add(pages, page.skipped);
+            on_page(page.rows);
+            let Some(link) = page.next_link else {
                 return Ok(rows);
             };
             if empty {
@@ -569,6 +611,24 @@ impl GraphClient {
             let wait = wait.min(MAX_RETRY_AFTER);
             debug!(wait = ?wait, status = status.as_u16(), "Graph asks to wait; pausing every request of the tenant");
             self.limiter.pause_until(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    /// Counts a poll's skipped rows (creating the report's series at 0 on its first poll) and
+    /// logs them once, with the first one's position and field; never a value from the rows.
+    fn report_skipped(&self, report: &str, skipped: &SkippedRows) {
+        self.rows_skipped
+            .with_label_values(&[self.tenant.as_str(), report])
+            .inc_by(skipped.rows);
+        if let Some((page, fault)) = &skipped.first {
+            warn!(
+                skipped_rows = skipped.rows,
+                first_page = page,
+                first_index = fault.index,
+                field = %fault.field,
+                found = fault.found,
+                "skipped rows that cannot be parsed; the rest of the poll counts"
+            );
         }
     }
 

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 
 pub use events::SavedEvents;
 
-use crate::config::{GroupConfig, TenantConfig};
+use crate::config::{EventLabelLimits, GroupConfig, TenantConfig};
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
@@ -104,7 +104,7 @@ pub struct ReportSpec {
 pub struct BuildContext {
     /// The `tenant` label.
     pub tenant: String,
-    pub failure_reason_limit: usize,
+    pub event_label_limits: EventLabelLimits,
     /// The authentication strength classes, the same for every tenant.
     pub strength: Arc<StrengthTable>,
     /// The tenant's groups, broken down by the userRegistrationDetails scan.
@@ -117,14 +117,14 @@ pub struct BuildContext {
 impl BuildContext {
     pub fn new(
         tenant: &TenantConfig,
-        failure_reason_limit: usize,
+        event_label_limits: EventLabelLimits,
         strength: Arc<StrengthTable>,
         state: Option<Arc<StateFile<SavedEvents>>>,
     ) -> Self {
         let details = &user_registration_details::SPEC;
         Self {
             tenant: tenant.name.clone(),
-            failure_reason_limit,
+            event_label_limits,
             strength,
             groups: tenant.groups.clone().into(),
             shared: Arc::new(TenantShared::new(

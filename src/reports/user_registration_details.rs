@@ -505,7 +505,7 @@ fn bounded<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     fn scan(pages: &[&str]) -> Result<(Snapshot, RegistrationTotals), serde_json::Error> {
         let scan = scan_with(pages, StrengthTable::default(), Vec::new())?;
@@ -519,7 +519,7 @@ mod tests {
     ) -> Result<Scan, serde_json::Error> {
         let mut aggregate = Aggregate::new(Arc::new(table)).with_groups(groups);
         for page in pages {
-            let (rows, _) = parse_page::<Row>(page.as_bytes())?;
+            let ParsedPage { rows, .. } = parse_page::<Row>(page.as_bytes())?;
             aggregate.add(rows);
         }
         Ok(aggregate.finish(&mut Bounds::default()))
@@ -616,12 +616,28 @@ mod tests {
     }
 
     #[test]
-    fn non_nullable_flags_are_required() {
-        assert!(scan(&[r#"{"value":[{"userType":"member","isSsprRegistered":true}]}"#]).is_err());
-        assert!(
-            scan(&[r#"{"value":[{"isSsprRegistered":null,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}]}"#])
-                .is_err()
-        );
+    fn rows_without_their_non_nullable_flags_are_skipped_and_the_rest_counts() {
+        let good = r#"{"isSsprRegistered":true,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}"#;
+        for (bad, field, found) in [
+            (
+                r#"{"userType":"member","isSsprRegistered":true}"#,
+                "isSsprEnabled",
+                "missing",
+            ),
+            (
+                r#"{"isSsprRegistered":null,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}"#,
+                "isSsprRegistered",
+                "null",
+            ),
+        ] {
+            let page = format!(r#"{{"value":[{good},{bad},{good}]}}"#);
+            let skipped = parse_page::<Row>(page.as_bytes()).unwrap().skipped;
+            assert_eq!(skipped.len(), 1);
+            assert_eq!((skipped[0].index, skipped[0].field.as_str()), (1, field));
+            assert_eq!(skipped[0].found, found);
+            let (_, totals) = scan(&[&page]).unwrap();
+            assert_eq!(totals.users, 2, "{bad}");
+        }
     }
 
     #[test]
