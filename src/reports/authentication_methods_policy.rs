@@ -6,8 +6,9 @@
 //!
 //! Method ids and enum values are open sets: an id the exporter has never seen is a label like
 //! any other, a state it does not know is exported as Graph spells it, and `@odata.type` is not
-//! read. A method configuration that does not parse is left out of the poll (and counted in
-//! [`Policy::skipped`]); the rest of the policy is still exported.
+//! read. A method configuration that does not parse is a bad row: left out of the poll, counted
+//! in `entra_exporter_report_rows_skipped_total` and logged by the Graph client; the rest of
+//! the policy is still exported.
 //!
 //! Metrics:
 //! - `entra_authmethods_policy_method_enabled{method}`, `…_method_all_users{method}` and
@@ -21,11 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value;
-use tracing::warn;
 
 use super::{BuildContext, POLICY_INTERVAL, Report, ReportSpec, de};
-use crate::graph::{GraphClient, GraphError};
+use crate::graph::{GraphClient, GraphError, Rows};
 use crate::labels::BoundedLabel;
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
@@ -133,8 +132,9 @@ pub struct Policy {
     pub registration_enforcement: Option<RegistrationEnforcement>,
     #[serde(default)]
     pub system_credential_preferences: Option<StateOnly>,
-    #[serde(default, deserialize_with = "configurations")]
-    pub authentication_method_configurations: Configurations,
+    /// `null` or missing: no configurations.
+    #[serde(default)]
+    pub authentication_method_configurations: Option<Rows<MethodConfiguration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,32 +175,12 @@ pub struct Target {
     pub is_usable_for_sign_in: Option<bool>,
 }
 
-/// The method configurations that parsed, and how many did not.
-#[derive(Debug, Default)]
-pub struct Configurations {
-    pub parsed: Vec<MethodConfiguration>,
-    pub skipped: u64,
-    /// Why the first skipped entry did not parse.
-    pub first_error: Option<String>,
-}
-
-/// Each entry is parsed on its own, so that one malformed configuration costs its own series
-/// only; a list that is not a list (or null) is an error, or nothing.
-fn configurations<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Configurations, D::Error> {
-    let entries = Option::<Vec<Value>>::deserialize(deserializer)?.unwrap_or_default();
-    let mut configurations = Configurations::default();
-    for entry in entries {
-        match MethodConfiguration::deserialize(entry) {
-            Ok(configuration) => configurations.parsed.push(configuration),
-            Err(err) => {
-                configurations.skipped += 1;
-                configurations.first_error.get_or_insert(err.to_string());
-            }
-        }
+impl Policy {
+    fn configurations(&self) -> &[MethodConfiguration] {
+        self.authentication_method_configurations
+            .as_ref()
+            .map_or(&[], |rows| rows.0.as_slice())
     }
-    Ok(configurations)
 }
 
 impl MethodConfiguration {
@@ -231,14 +211,6 @@ struct AuthenticationMethodsPolicy {
 impl Report for AuthenticationMethodsPolicy {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError> {
         let policy: Policy = graph.get(SPEC.name, PATH).await?;
-        let configurations = &policy.authentication_method_configurations;
-        if configurations.skipped > 0 {
-            warn!(
-                skipped = configurations.skipped,
-                error = configurations.first_error.as_deref().unwrap_or_default(),
-                "authentication method configurations that do not parse are left out of this poll"
-            );
-        }
         Ok(snapshot(&policy, &mut self.methods))
     }
 }
@@ -253,9 +225,9 @@ struct MethodFigures {
 }
 
 pub fn snapshot(policy: &Policy, bound: &mut BoundedLabel) -> Snapshot {
-    let configurations = &policy.authentication_method_configurations.parsed;
+    let configurations = policy.configurations();
     let mut snapshot = Snapshot {
-        rows: configurations.len() as u64 + policy.authentication_method_configurations.skipped,
+        rows: configurations.len() as u64,
         ..Snapshot::default()
     };
     let ids: HashMap<String, u64> = configurations
@@ -370,10 +342,10 @@ fn state_set(
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> (Policy, Snapshot) {
-        let policy: Policy = serde_json::from_str(json).unwrap();
+    fn parse(json: &str) -> (Policy, usize, Snapshot) {
+        let (policy, skipped) = crate::graph::parse_document::<Policy>(json.as_bytes()).unwrap();
         let s = snapshot(&policy, &mut BoundedLabel::new(METHOD_LIMIT));
-        (policy, s)
+        (policy, skipped.len(), s)
     }
 
     /// The shape Graph's v1.0 docs show, trimmed.
@@ -407,7 +379,7 @@ mod tests {
 
     #[test]
     fn docs_shape_with_an_unknown_method() {
-        let (_, s) = parse(DOCS_SHAPE);
+        let (_, _, s) = parse(DOCS_SHAPE);
         assert_eq!(s.rows, 5);
         assert_eq!(s.value(&METHOD_ENABLED, &["Sms"]), Some(1.0));
         assert_eq!(s.value(&METHOD_ENABLED, &["Voice"]), Some(0.0));
@@ -442,7 +414,7 @@ mod tests {
 
     #[test]
     fn unknown_states_pass_through_and_missing_parts_export_nothing() {
-        let (_, s) = parse(
+        let (_, _, s) = parse(
             r#"{"policyMigrationState": "unknownFutureValue",
                 "registrationEnforcement": {"authenticationMethodsRegistrationCampaign": {"state": "microsoftManaged"}},
                 "systemCredentialPreferences": null,
@@ -464,7 +436,7 @@ mod tests {
         assert_eq!(s.value(&SMS_SIGN_IN_TARGETS, &[]), Some(0.0));
         assert_eq!(s.rows, 0);
 
-        let (_, empty) = parse("{}");
+        let (_, _, empty) = parse("{}");
         assert!(
             !empty
                 .samples
@@ -475,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_malformed_configuration_costs_its_own_series_only() {
-        let (policy, s) = parse(
+        let (policy, skipped, s) = parse(
             r#"{"authenticationMethodConfigurations": [
                 {"id": "Sms", "state": "enabled", "includeTargets": [{"id": "all_users", "isUsableForSignIn": "true"}]},
                 {"id": "Voice", "state": 7},
@@ -484,10 +456,9 @@ mod tests {
                 "not an object"
               ]}"#,
         );
-        let configurations = &policy.authentication_method_configurations;
-        assert_eq!(configurations.skipped, 3);
-        assert!(configurations.first_error.is_some());
-        assert_eq!(s.rows, 5);
+        assert_eq!(skipped, 3);
+        assert_eq!(policy.configurations().len(), 2);
+        assert_eq!(s.rows, 2);
         assert_eq!(s.value(&METHOD_ALL_USERS, &["Sms"]), Some(1.0));
         assert_eq!(s.value(&SMS_SIGN_IN_TARGETS, &[]), Some(1.0));
         assert_eq!(s.value(&METHOD_ENABLED, &["Voice"]), None);
@@ -507,7 +478,7 @@ mod tests {
                 r#"{"id":"Method00","state":"disabled","includeTargets":[{"id":"g"}]}"#.to_owned(),
             ])
             .collect();
-        let (_, s) = parse(&format!(
+        let (_, _, s) = parse(&format!(
             r#"{{"authenticationMethodConfigurations":[{}]}}"#,
             entries.join(",")
         ));

@@ -206,7 +206,9 @@ fn every_parser(body: &[u8]) {
         let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
     });
     // The two summaries and the policy are single documents, not pages.
-    if let Ok(policy) = serde_json::from_slice::<authentication_methods_policy::Policy>(body) {
+    if let Ok((policy, _)) =
+        crate::graph::parse_document::<authentication_methods_policy::Policy>(body)
+    {
         let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
     }
     summary::<registered_by_feature::Summary>(body, "userRegistrationFeatureCounts", |s| {
