@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use entra_authmethods_exporter::fake::{FakeGraphOptions, FakeGroup};
-use entra_authmethods_exporter::graph::parse_page;
+use entra_authmethods_exporter::graph::{ParsedPage, parse_page};
 use entra_authmethods_exporter::reports::{self, user_registration_details};
 
 const REPORT: &str = "userRegistrationDetails";
@@ -125,7 +125,7 @@ async fn main() {
         let started = own_cpu();
         parsed = 0;
         for _ in 0..pages {
-            let (rows, _) =
+            let ParsedPage { rows, .. } =
                 parse_page::<user_registration_details::Row>(&page).expect("page parses");
             parsed += rows.len();
         }
@@ -133,7 +133,7 @@ async fn main() {
         let started = own_cpu();
         let mut aggregate = user_registration_details::Aggregate::new(Arc::default());
         for _ in 0..pages {
-            let (rows, _) =
+            let ParsedPage { rows, .. } =
                 parse_page::<user_registration_details::Row>(&page).expect("page parses");
             aggregate.add(rows);
         }

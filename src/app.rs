@@ -85,6 +85,7 @@ pub fn build_tenants(config: &Config, http: &reqwest::Client, metrics: &Metrics)
             http.clone(),
             &config.graph,
             metrics.graph_requests.clone(),
+            metrics.report_rows_skipped.clone(),
             app_limiter,
         )
         .with_max_pages(tenant.max_pages());
@@ -200,7 +201,7 @@ pub async fn run(
             tenant,
             startup.clone(),
             store.clone(),
-            config.failure_reason_limit,
+            config.event_label_limits,
             strength.clone(),
             state_file.clone(),
             shutdown.clone(),

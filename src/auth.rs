@@ -1,9 +1,9 @@
-//! Tokens from azure_identity. The credential caches tokens and refreshes them before they
-//! expire; this module sets it up (on the tenant's first token request, reading its secret or
-//! certificate file then) so that it reaches the configured authority host through the
-//! exporter's own HTTP client (and therefore trusts `--graph.ca-file` too), and wraps it in a
-//! [`Credential`] that remembers how the tenant's latest token request went and, while they
-//! fail, lets one through only at growing intervals.
+//! Tokens from azure_identity. This module sets up the tenant's azure_identity credential (on
+//! its first token request, reading its secret or certificate file then) so that it reaches the
+//! configured authority host through the exporter's own HTTP client (and therefore trusts
+//! `--graph.ca-file` too), and wraps it in a [`Credential`] that keeps the tenant's token,
+//! refreshes it ahead of its expiry, uses it while a refresh fails and it is still valid, and,
+//! once none is left and requests fail, lets one through only at growing intervals.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -21,7 +21,7 @@ use azure_identity::{
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use prometheus::IntGauge;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{CredentialConfig, CredentialSetupError, GraphConfig, TenantConfig};
 
@@ -47,8 +47,10 @@ impl From<AuthError> for azure_core::Error {
 }
 
 /// The tenant's azure_identity credential, set up on its first token request and again after
-/// a request fails: secret and certificate files are read then, so that one tenant's missing
-/// file fails that tenant only, and a rotated file is picked up at its next attempt. `http` is
+/// a request fails or Graph refused its token: secret and certificate files are read then, so
+/// that one tenant's missing file fails that tenant only, and a rotated file is picked up at
+/// its next attempt. Setting up again drops azure_identity's token cache, so the valid token is
+/// kept by [`Credential`], not here. `http` is
 /// the exporter's shared client, so proxies' extra roots and timeouts apply to the token
 /// endpoint as they do to Graph.
 pub fn credential(
@@ -89,6 +91,10 @@ impl TokenCredential for SetUpOnDemand {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
+        // A token Graph refused may still sit in the set-up credential's cache: start afresh.
+        if rejected_token(options.as_ref()).is_some() {
+            *self.lock() = None;
+        }
         let existing = self.lock().clone();
         let inner = match existing {
             Some(inner) => inner,
@@ -176,12 +182,15 @@ fn set_up(
     Ok(credential)
 }
 
-/// How a tenant's latest token request went.
+/// How a tenant's token requests go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialStatus {
     /// No token requested yet.
     Pending,
     Ok,
+    /// The tenant holds a valid token, but refreshing it fails: it is used until it expires.
+    Refreshing,
+    /// No valid token is left and the latest request failed.
     Failing,
 }
 
@@ -190,6 +199,7 @@ impl CredentialStatus {
         match self {
             CredentialStatus::Pending => "pending",
             CredentialStatus::Ok => "ok",
+            CredentialStatus::Refreshing => "ok, refresh failing",
             CredentialStatus::Failing => "failing",
         }
     }
@@ -203,21 +213,31 @@ pub struct CredentialState {
     pub last_error: Option<(SystemTime, String)>,
 }
 
-/// A tenant's credential, watched: every token request, at start or a refresh much later,
-/// sets `entra_exporter_credential_up{tenant}` and the state the landing page shows, and the
-/// tenant's first failure and its recovery are logged once each.
+/// A tenant's credential, watched, and its token kept: the token is used while it is valid
+/// and refreshed ahead of its expiry (5 minutes before, as azure_identity does, or half-way
+/// through a shorter life). A refresh that fails leaves the valid token in use and is asked
+/// again after 1 s, doubling up to 30 s (a passing failure: 5xx, 429, a timeout, a reset) or
+/// on the schedule below (a refusal). The tenant's `entra_exporter_credential_up{tenant}` goes
+/// to 0, and its reports stop, only when no valid token is left and a request for one failed;
+/// its first failure and its recovery are logged once each.
 ///
-/// While the tenant's token requests fail, every caller (its first-token retries and all of its
-/// reports) shares one schedule: after a failure the next request goes out 1 minute later,
+/// Once no valid token is left, a Graph request whose token request fails in passing is retried
+/// in place (at most [`IN_PLACE_RETRIES`] times), like a failed Graph request, so that a page
+/// and its scan go on. After that, and after a refusal, every caller (its first-token retries
+/// and all of its reports) shares one schedule: the next request goes out 1 minute later,
 /// doubling up to 30 minutes; calls before then fail at once without reaching the token
 /// endpoint. A success resets it.
+///
+/// Token lifetimes are kept on the monotonic clock: a wall-clock jump neither stretches nor
+/// cuts them. A caller whose token Graph refused (401) hands it back in the request options'
+/// context ([`rejected_token`]); that token is then dropped and a new one requested.
 #[derive(Debug)]
 pub struct Credential {
     tenant: String,
     inner: Arc<dyn TokenCredential>,
     up: IntGauge,
     state: Mutex<CredentialState>,
-    retry: Mutex<Retry>,
+    tokens: Mutex<Tokens>,
     /// One token request at a time: the reports that find the token expired together send one
     /// request, and after a failure the others find the wait in force.
     requesting: tokio::sync::Mutex<()>,
@@ -226,37 +246,115 @@ pub struct Credential {
 /// A tenant without a token asks again after this, doubling up to [`CREDENTIAL_RETRY_MAX`].
 pub const CREDENTIAL_RETRY_MIN: Duration = Duration::from_secs(60);
 pub const CREDENTIAL_RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+/// How long before its expiry a token is refreshed (azure_identity's own margin), unless half
+/// its life is shorter.
+pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+/// A token is not sent in its last moments (30 s, or a tenth of a shorter life), so that it
+/// does not expire on the way.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// The waits after a passing failure, between refresh attempts and between in-place retries.
+const PASSING_RETRY_MIN: Duration = Duration::from_secs(1);
+const PASSING_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retries in place of a token request that failed in passing while no valid token is left,
+/// as many as for a Graph request.
+pub const IN_PLACE_RETRIES: usize = 4;
 
 /// The waits between a tenant's token requests while they fail: 1 minute, doubling up to 30.
 fn credential_backoff() -> ExponentialBackoff {
+    doubling(CREDENTIAL_RETRY_MIN, CREDENTIAL_RETRY_MAX)
+}
+
+/// The waits after passing failures: 1 s, doubling up to 30 s.
+fn passing_backoff() -> ExponentialBackoff {
+    doubling(PASSING_RETRY_MIN, PASSING_RETRY_MAX)
+}
+
+fn doubling(min: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBuilder::default()
-        .with_min_delay(CREDENTIAL_RETRY_MIN)
-        .with_max_delay(CREDENTIAL_RETRY_MAX)
+        .with_min_delay(min)
+        .with_max_delay(max)
         .with_factor(2.0)
         .without_max_times()
         .build()
 }
 
-/// The failing tenant's schedule: `None` while its token requests succeed.
-#[derive(Debug, Default)]
-struct Retry {
-    failing: Option<(ExponentialBackoff, Instant)>,
+/// Waits that grow after each failure: when the next request may go out.
+#[derive(Debug)]
+struct Schedule {
+    waits: ExponentialBackoff,
+    next: Instant,
 }
 
-impl Retry {
-    /// Time left before the next token request may go out.
-    fn wait(&self, now: Instant) -> Duration {
-        self.failing.as_ref().map_or(Duration::ZERO, |(_, next)| {
-            next.saturating_duration_since(now)
-        })
+impl Schedule {
+    /// Time left before the next request may go out; zero without a schedule.
+    fn wait(schedule: &Option<Schedule>, now: Instant) -> Duration {
+        schedule
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.next.saturating_duration_since(now))
     }
 
-    fn failed(&mut self, now: Instant) {
-        let (waits, next) = self
-            .failing
-            .get_or_insert_with(|| (credential_backoff(), now));
-        *next = now + waits.next().unwrap_or(CREDENTIAL_RETRY_MAX);
+    /// Notes a failure at `now`: the next request waits for the next step of `backoff`.
+    fn failed(schedule: &mut Option<Schedule>, backoff: fn() -> ExponentialBackoff, now: Instant) {
+        let schedule = schedule.get_or_insert_with(|| Schedule {
+            waits: backoff(),
+            next: now,
+        });
+        schedule.next = now + schedule.waits.next().unwrap_or(CREDENTIAL_RETRY_MAX);
     }
+}
+
+/// The tenant's token, with its life on the monotonic clock.
+#[derive(Debug)]
+struct Held {
+    token: AccessToken,
+    refresh_at: Instant,
+    usable_until: Instant,
+}
+
+impl Held {
+    fn new(token: AccessToken, now: Instant) -> Self {
+        // Read once from the wall clock, as the token endpoint meant it.
+        let life = Duration::try_from(token.expires_on - time::OffsetDateTime::now_utc())
+            .unwrap_or(Duration::ZERO);
+        Held {
+            refresh_at: now + life.saturating_sub(REFRESH_AHEAD.min(life / 2)),
+            usable_until: now + life.saturating_sub(EXPIRY_MARGIN.min(life / 10)),
+            token,
+        }
+    }
+
+    fn is(&self, other: &AccessToken) -> bool {
+        self.token.token.secret() == other.token.secret()
+    }
+}
+
+/// The tenant's token and the waits after failed requests.
+#[derive(Debug, Default)]
+struct Tokens {
+    held: Option<Held>,
+    /// After passing failures while the held token is valid: when to try refreshing again.
+    refreshing: Option<Schedule>,
+    /// After a refusal, or a failure with no valid token left: the shared 1-to-30-minute one.
+    failing: Option<Schedule>,
+}
+
+impl Tokens {
+    /// The held token if this caller may use it (valid, and not the one it saw refused), and
+    /// whether it is due for a refresh.
+    fn usable(&self, rejected: Option<&AccessToken>, now: Instant) -> Option<(AccessToken, bool)> {
+        let held = self.held.as_ref()?;
+        let refused = rejected.is_some_and(|token| held.is(token));
+        (!refused && now < held.usable_until).then(|| (held.token.clone(), now >= held.refresh_at))
+    }
+}
+
+/// The token a caller got 401 for, if it handed one back in `options` (see [`Credential`]).
+pub fn rejected_token(options: Option<&TokenRequestOptions<'_>>) -> Option<AccessToken> {
+    options?
+        .method_options
+        .context
+        .value::<AccessToken>()
+        .cloned()
 }
 
 impl Credential {
@@ -272,19 +370,21 @@ impl Credential {
                 status: CredentialStatus::Pending,
                 last_error: None,
             }),
-            retry: Mutex::new(Retry::default()),
+            tokens: Mutex::new(Tokens::default()),
             requesting: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// How long until a token request may reach the token endpoint again: zero unless the
-    /// latest one failed.
+    /// How long until a tenant without a valid token may ask the token endpoint again: zero
+    /// unless a refusal or a failure with no valid token left set the schedule.
     pub fn next_attempt_in(&self) -> Duration {
-        self.retry_lock().wait(Instant::now())
+        Schedule::wait(&self.tokens().failing, Instant::now())
     }
 
-    fn retry_lock(&self) -> std::sync::MutexGuard<'_, Retry> {
-        self.retry.lock().unwrap_or_else(|p| p.into_inner())
+    /// A token for the tenant's start: one request at most, no retry in place; after a failure
+    /// the schedule says when the next may go out.
+    pub async fn first_token(&self, scope: &str) -> azure_core::Result<AccessToken> {
+        self.token(&[scope], None, 0).await
     }
 
     pub fn state(&self) -> CredentialState {
@@ -296,121 +396,390 @@ impl Credential {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, result: &azure_core::Result<AccessToken>) {
-        let tenant = self.tenant.as_str();
-        match result {
-            Ok(_) => self.retry_lock().failing = None,
-            Err(_) => self.retry_lock().failed(Instant::now()),
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        // Each change is a field assignment: a panic elsewhere cannot leave them half written.
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+        retries: usize,
+    ) -> azure_core::Result<AccessToken> {
+        let rejected = rejected_token(options.as_ref());
+        let usable = self.tokens().usable(rejected.as_ref(), Instant::now());
+        if let Some((token, due)) = usable {
+            if !due {
+                return Ok(token);
+            }
+            // Due for a refresh: one caller asks while the others go on with the valid token.
+            let Ok(_one_at_a_time) = self.requesting.try_lock() else {
+                return Ok(token);
+            };
+            return Ok(self.refresh(scopes, options, token).await);
         }
-        let mut state = self.lock();
-        let before = state.status;
-        match result {
-            Ok(_) => {
-                state.status = CredentialStatus::Ok;
-                self.up.set(1);
-                if before == CredentialStatus::Failing {
-                    info!(tenant, "the tenant's token request succeeds again");
+
+        let _one_at_a_time = self.requesting.lock().await;
+        let wait = {
+            let now = Instant::now();
+            let mut tokens = self.tokens();
+            // Another caller may have got one while this one waited.
+            if let Some((token, _)) = tokens.usable(rejected.as_ref(), now) {
+                return Ok(token);
+            }
+            if let Some(rejected) = &rejected
+                && tokens.held.as_ref().is_some_and(|held| held.is(rejected))
+            {
+                tokens.held = None;
+            }
+            Schedule::wait(&tokens.failing, now)
+        };
+        if !wait.is_zero() {
+            return Err(self.none_left(wait));
+        }
+        let mut passing_waits = passing_backoff();
+        let mut retried = 0;
+        loop {
+            match self.inner.get_token(scopes, options.clone()).await {
+                Ok(token) => {
+                    self.obtained(&token);
+                    return Ok(token);
                 }
+                Err(err) if retried < retries && CredentialSetupError::is_passing(&err) => {
+                    retried += 1;
+                    let wait = passing_waits.next().unwrap_or(PASSING_RETRY_MAX);
+                    debug!(tenant = %self.tenant, error = %crate::error_chain(&err), retry_in = ?wait, "token request failed; retrying it in place");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    self.failed(&err);
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Asks for a new token while `valid` still is; returns whichever is to be used.
+    async fn refresh(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+        valid: AccessToken,
+    ) -> AccessToken {
+        let now = Instant::now();
+        {
+            let tokens = self.tokens();
+            let waiting =
+                Schedule::wait(&tokens.refreshing, now).max(Schedule::wait(&tokens.failing, now));
+            if !waiting.is_zero() {
+                return valid;
+            }
+        }
+        match self.inner.get_token(scopes, options).await {
+            Ok(token) => {
+                self.obtained(&token);
+                token
             }
             Err(err) => {
-                let message = crate::error_chain(err);
-                state.status = CredentialStatus::Failing;
-                state.last_error = Some((SystemTime::now(), message.clone()));
-                self.up.set(0);
-                // One line when the tenant starts failing; its retries stay quiet.
-                if before != CredentialStatus::Failing {
-                    warn!(tenant, error = %message, retry_in = ?self.next_attempt_in(), "the tenant's token request failed; none of its reports is read until one succeeds, asked for again at growing intervals up to 30 minutes");
-                }
+                self.refresh_failed(&err);
+                valid
             }
+        }
+    }
+
+    fn obtained(&self, token: &AccessToken) {
+        {
+            let mut tokens = self.tokens();
+            tokens.held = Some(Held::new(token.clone(), Instant::now()));
+            tokens.refreshing = None;
+            tokens.failing = None;
+        }
+        let tenant = self.tenant.as_str();
+        let mut state = self.lock();
+        match state.status {
+            CredentialStatus::Failing => {
+                info!(tenant, "the tenant's token request succeeds again");
+            }
+            CredentialStatus::Refreshing => {
+                info!(
+                    tenant,
+                    "the tenant's token was refreshed after failed attempts"
+                );
+            }
+            CredentialStatus::Pending | CredentialStatus::Ok => {}
+        }
+        state.status = CredentialStatus::Ok;
+        self.up.set(1);
+    }
+
+    /// A refresh failed while the held token is valid: it stays in use, and up stays 1.
+    fn refresh_failed(&self, err: &azure_core::Error) {
+        let now = Instant::now();
+        let passing = CredentialSetupError::is_passing(err);
+        let (retry_in, valid_for) = {
+            let mut tokens = self.tokens();
+            if passing {
+                Schedule::failed(&mut tokens.refreshing, passing_backoff, now);
+            } else {
+                Schedule::failed(&mut tokens.failing, credential_backoff, now);
+            }
+            let retry_in =
+                Schedule::wait(&tokens.refreshing, now).max(Schedule::wait(&tokens.failing, now));
+            let valid_for = tokens.held.as_ref().map_or(Duration::ZERO, |held| {
+                held.usable_until.saturating_duration_since(now)
+            });
+            (retry_in, valid_for)
+        };
+        let message = crate::error_chain(err);
+        let mut state = self.lock();
+        state.last_error = Some((SystemTime::now(), message.clone()));
+        if state.status != CredentialStatus::Refreshing {
+            state.status = CredentialStatus::Refreshing;
+            let tenant = self.tenant.as_str();
+            let valid_for = humantime::format_duration(Duration::from_secs(valid_for.as_secs()));
+            warn!(tenant, error = %message, retry_in = ?retry_in, "refreshing the tenant's token failed; its current token is used while it is valid ({valid_for} more), and the refresh is asked for again");
+        }
+    }
+
+    /// A request failed and no valid token is left.
+    fn failed(&self, err: &azure_core::Error) {
+        let now = Instant::now();
+        {
+            let mut tokens = self.tokens();
+            tokens.refreshing = None;
+            Schedule::failed(&mut tokens.failing, credential_backoff, now);
+        }
+        self.fail_tenant(crate::error_chain(err), Some(SystemTime::now()));
+    }
+
+    /// No valid token is left and the schedule holds the next request back: the error every
+    /// caller gets meanwhile.
+    fn none_left(&self, wait: Duration) -> azure_core::Error {
+        let last = self
+            .lock()
+            .last_error
+            .as_ref()
+            .map_or_else(String::new, |(_, message)| message.clone());
+        // A refused refresh set the wait while the token was still valid: that has ended now.
+        self.fail_tenant(last.clone(), None);
+        azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            format!(
+                "no token: the tenant's latest token request failed ({last}); the next one goes out in {}",
+                humantime::format_duration(Duration::from_secs(wait.as_secs()))
+            ),
+        )
+    }
+
+    /// Marks the tenant without a token: up 0, and one warning when it starts.
+    fn fail_tenant(&self, message: String, at: Option<SystemTime>) {
+        let mut state = self.lock();
+        let before = state.status;
+        state.status = CredentialStatus::Failing;
+        if let Some(at) = at {
+            state.last_error = Some((at, message.clone()));
+        }
+        self.up.set(0);
+        // One line when the tenant starts failing; its retries stay quiet.
+        if before != CredentialStatus::Failing {
+            let tenant = self.tenant.as_str();
+            warn!(tenant, error = %message, retry_in = ?self.next_attempt_in(), "the tenant's token request failed and no valid token is left; none of its reports is read until one succeeds, asked for again at growing intervals up to 30 minutes");
         }
     }
 }
 
 #[async_trait::async_trait]
 impl TokenCredential for Credential {
+    /// The Graph client's way in: the held token, refreshed ahead of expiry, and a passing
+    /// failure retried in place when no valid token is left.
     async fn get_token(
         &self,
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let _one_at_a_time = self.requesting.lock().await;
-        let wait = self.next_attempt_in();
-        if !wait.is_zero() {
-            let last = self
-                .lock()
-                .last_error
-                .as_ref()
-                .map_or_else(String::new, |(_, message)| message.clone());
-            return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Credential,
-                format!(
-                    "no token: the tenant's latest token request failed ({last}); the next one goes out in {}",
-                    humantime::format_duration(Duration::from_secs(wait.as_secs()))
-                ),
-            ));
-        }
-        let result = self.inner.get_token(scopes, options).await;
-        self.record(&result);
-        result
+        self.token(scopes, options, IN_PLACE_RETRIES).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use azure_core::http::{ClientMethodOptions, Context, StatusCode};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Fails while `failing` is set; counts the requests that reach it.
-    #[derive(Debug, Default)]
-    struct Switch {
-        failing: AtomicBool,
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        /// A token, distinct from every other one.
+        Token,
+        /// 503: worth asking again soon.
+        Unavailable,
+        /// 401 with an expired secret: not.
+        Refused,
+    }
+
+    /// A token endpoint that gives the queued answers, then `then` for ever; counts requests.
+    #[derive(Debug)]
+    struct Endpoint {
+        queued: std::sync::Mutex<VecDeque<Answer>>,
+        then: std::sync::Mutex<Answer>,
+        lifetime: Duration,
         requests: AtomicUsize,
     }
 
+    impl Endpoint {
+        fn new(lifetime: Duration) -> Arc<Self> {
+            Arc::new(Endpoint {
+                queued: std::sync::Mutex::default(),
+                then: std::sync::Mutex::new(Answer::Token),
+                lifetime,
+                requests: AtomicUsize::new(0),
+            })
+        }
+
+        fn queue(&self, answers: &[Answer]) {
+            self.queued.lock().unwrap().extend(answers);
+        }
+
+        fn answer(&self, answer: Answer) {
+            *self.then.lock().unwrap() = answer;
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    fn http_error(status: StatusCode, message: &'static str) -> azure_core::Error {
+        azure_core::Error::with_message(
+            azure_core::error::ErrorKind::HttpResponse {
+                status,
+                error_code: None,
+                raw_response: None,
+            },
+            message,
+        )
+    }
+
     #[async_trait::async_trait]
-    impl TokenCredential for Switch {
+    impl TokenCredential for Endpoint {
         async fn get_token(
             &self,
             _: &[&str],
             _: Option<TokenRequestOptions<'_>>,
         ) -> azure_core::Result<AccessToken> {
-            self.requests.fetch_add(1, Ordering::SeqCst);
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
+            let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+            let queued = self.queued.lock().unwrap().pop_front();
+            match queued.unwrap_or(*self.then.lock().unwrap()) {
+                Answer::Token => Ok(AccessToken::new(
+                    format!("token-{n}"),
+                    time::OffsetDateTime::now_utc() + self.lifetime,
+                )),
+                Answer::Unavailable => Err(http_error(
+                    StatusCode::ServiceUnavailable,
+                    "AADSTS90033: A transient error has occurred.",
+                )),
+                Answer::Refused => Err(http_error(
+                    StatusCode::Unauthorized,
                     "AADSTS7000222: The provided client secret keys are expired.",
-                ));
+                )),
             }
-            Ok(AccessToken::new(
-                "token",
-                time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            ))
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn every_token_request_sets_the_gauge_and_the_state() {
-        let switch = Arc::new(Switch::default());
+    fn watched(endpoint: &Arc<Endpoint>) -> (Credential, IntGauge) {
         let up = IntGauge::new("up", "up").unwrap();
-        let credential = Credential::new("contoso", switch.clone(), up.clone());
+        (Credential::new("contoso", endpoint.clone(), up.clone()), up)
+    }
+
+    async fn token(credential: &Credential) -> azure_core::Result<String> {
+        credential
+            .get_token(&["s"], None)
+            .await
+            .map(|token| token.token.secret().to_owned())
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_valid_token_is_used_until_its_refresh_is_due_then_one_request_renews_it() {
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, up) = watched(&endpoint);
         assert_eq!(up.get(), 0);
         assert_eq!(credential.state().status, CredentialStatus::Pending);
-
-        credential.get_token(&["s"], None).await.unwrap();
+        assert_eq!(token(&credential).await.unwrap(), "token-1");
         assert_eq!(up.get(), 1);
         assert_eq!(credential.state().status, CredentialStatus::Ok);
 
-        // A refresh that fails later, as when the secret expires.
-        switch.failing.store(true, Ordering::SeqCst);
-        assert!(credential.get_token(&["s"], None).await.is_err());
-        assert_eq!(up.get(), 0);
-        let state = credential.state();
-        assert_eq!(state.status, CredentialStatus::Failing);
-        assert!(state.last_error.unwrap().1.contains("AADSTS7000222"));
+        tokio::time::advance(HOUR - REFRESH_AHEAD - Duration::from_secs(1)).await;
+        for _ in 0..10 {
+            assert_eq!(token(&credential).await.unwrap(), "token-1");
+        }
+        assert_eq!(endpoint.requests(), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(token(&credential).await.unwrap(), "token-2");
+        assert_eq!(token(&credential).await.unwrap(), "token-2");
+        assert_eq!(endpoint.requests(), 2);
+    }
 
-        switch.failing.store(false, Ordering::SeqCst);
-        tokio::time::advance(CREDENTIAL_RETRY_MIN).await;
-        credential.get_token(&["s"], None).await.unwrap();
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_fails_in_passing_keeps_the_valid_token_and_asks_again_soon() {
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, up) = watched(&endpoint);
+        token(&credential).await.unwrap();
+        tokio::time::advance(HOUR - REFRESH_AHEAD).await;
+        endpoint.queue(&[Answer::Unavailable; 3]);
+
+        // Three failed refreshes 1 and 2 s apart; callers meanwhile get the valid token
+        // without a request, and the tenant stays up.
+        let mut asked_at = Vec::new();
+        let started = Instant::now();
+        while endpoint.requests() < 5 {
+            let before = endpoint.requests();
+            assert!(token(&credential).await.unwrap().starts_with("token-"));
+            if endpoint.requests() > before {
+                asked_at.push(started.elapsed().as_secs());
+            }
+            assert_eq!(up.get(), 1);
+            tokio::time::advance(Duration::from_millis(250)).await;
+        }
+        assert_eq!(asked_at, [0, 1, 3, 7]);
+        assert_eq!(token(&credential).await.unwrap(), "token-5");
+        let state = credential.state();
+        assert_eq!(state.status, CredentialStatus::Ok);
+        assert!(state.last_error.unwrap().1.contains("AADSTS90033"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tenant_fails_only_when_no_valid_token_is_left() {
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, up) = watched(&endpoint);
+        token(&credential).await.unwrap();
+        // The secret expires: the refresh is refused, and asked for again a minute later.
+        endpoint.answer(Answer::Refused);
+        tokio::time::advance(HOUR - REFRESH_AHEAD).await;
+        assert_eq!(token(&credential).await.unwrap(), "token-1");
+        assert_eq!(credential.state().status, CredentialStatus::Refreshing);
+        assert_eq!(up.get(), 1);
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            assert_eq!(token(&credential).await.unwrap(), "token-1");
+        }
+        assert_eq!(endpoint.requests(), 4, "1, 2 and 4 minutes apart");
+
+        // The token's last 30 s are not used: from then on callers fail at once.
+        tokio::time::advance(REFRESH_AHEAD - Duration::from_secs(240 + 30)).await;
+        let err = token(&credential).await.unwrap_err();
+        assert!(err.to_string().contains("AADSTS7000222"), "{err}");
+        assert!(err.to_string().contains("next one goes out in"), "{err}");
+        assert_eq!(up.get(), 0);
+        assert_eq!(credential.state().status, CredentialStatus::Failing);
+        assert_eq!(endpoint.requests(), 4);
+
+        endpoint.answer(Answer::Token);
+        tokio::time::advance(credential.next_attempt_in()).await;
+        assert_eq!(token(&credential).await.unwrap(), "token-5");
         assert_eq!(up.get(), 1);
         let state = credential.state();
         assert_eq!(state.status, CredentialStatus::Ok);
@@ -421,25 +790,69 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn without_a_valid_token_a_passing_failure_is_retried_in_place() {
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, up) = watched(&endpoint);
+        endpoint.queue(&[Answer::Unavailable; 3]);
+        let started = Instant::now();
+        assert_eq!(token(&credential).await.unwrap(), "token-4");
+        assert_eq!(started.elapsed(), Duration::from_secs(1 + 2 + 4));
+        assert_eq!(up.get(), 1);
+        assert_eq!(credential.state().status, CredentialStatus::Ok);
+
+        // At most four retries, then the shared schedule.
+        tokio::time::advance(HOUR).await;
+        endpoint.answer(Answer::Unavailable);
+        assert!(token(&credential).await.is_err());
+        assert_eq!(endpoint.requests(), 4 + 1 + IN_PLACE_RETRIES);
+        assert_eq!(up.get(), 0);
+        assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
+
+        // A tenant's first token request is not retried in place.
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, _) = watched(&endpoint);
+        endpoint.queue(&[Answer::Unavailable]);
+        assert!(credential.first_token("s").await.is_err());
+        assert_eq!(endpoint.requests(), 1);
+        assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_graph_refused_is_replaced_once_for_every_caller() {
+        let endpoint = Endpoint::new(HOUR);
+        let (credential, _) = watched(&endpoint);
+        let refused = credential.get_token(&["s"], None).await.unwrap();
+        let handed_back = || TokenRequestOptions {
+            method_options: ClientMethodOptions {
+                context: Context::new().with_value(refused.clone()),
+            },
+        };
+        for _ in 0..3 {
+            let token = credential
+                .get_token(&["s"], Some(handed_back()))
+                .await
+                .unwrap();
+            assert_eq!(token.token.secret(), "token-2");
+        }
+        assert_eq!(endpoint.requests(), 2);
+        assert_eq!(token(&credential).await.unwrap(), "token-2");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failing_tenant_asks_once_a_minute_then_less_often_whoever_calls() {
-        let switch = Arc::new(Switch::default());
-        switch.failing.store(true, Ordering::SeqCst);
-        let credential = Credential::new(
-            "contoso",
-            switch.clone(),
-            IntGauge::new("up", "up").unwrap(),
-        );
-        let requests = || switch.requests.load(Ordering::SeqCst);
+        let endpoint = Endpoint::new(HOUR);
+        endpoint.answer(Answer::Refused);
+        let (credential, _) = watched(&endpoint);
 
         assert!(credential.get_token(&["s"], None).await.is_err());
-        assert_eq!(requests(), 1);
+        assert_eq!(endpoint.requests(), 1);
         // Every report of the tenant asking in between fails at once, with the reason.
         for _ in 0..12 {
             let err = credential.get_token(&["s"], None).await.unwrap_err();
             assert!(err.to_string().contains("AADSTS7000222"), "{err}");
             assert!(err.to_string().contains("next one goes out in 1m"), "{err}");
         }
-        assert_eq!(requests(), 1);
+        assert_eq!(endpoint.requests(), 1);
         assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
 
         // Then 1, 2, 4, 8, 16, 30, 30 minutes between the requests that go out.
@@ -450,18 +863,20 @@ mod tests {
             tokio::time::advance(wait - Duration::from_secs(1)).await;
             assert!(credential.get_token(&["s"], None).await.is_err());
             tokio::time::advance(Duration::from_secs(1)).await;
-            let before = requests();
+            let before = endpoint.requests();
             assert!(credential.get_token(&["s"], None).await.is_err());
-            assert_eq!(requests(), before + 1);
+            assert_eq!(endpoint.requests(), before + 1);
         }
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
 
-        // A success starts over: the next failure waits a minute again.
+        // A success starts over: the next failure (once no valid token is left) waits a
+        // minute again.
         tokio::time::advance(credential.next_attempt_in()).await;
-        switch.failing.store(false, Ordering::SeqCst);
+        endpoint.answer(Answer::Token);
         credential.get_token(&["s"], None).await.unwrap();
         assert_eq!(credential.next_attempt_in(), Duration::ZERO);
-        switch.failing.store(true, Ordering::SeqCst);
+        endpoint.answer(Answer::Refused);
+        tokio::time::advance(HOUR).await;
         assert!(credential.get_token(&["s"], None).await.is_err());
         assert_eq!(credential.next_attempt_in(), CREDENTIAL_RETRY_MIN);
     }

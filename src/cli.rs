@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+/// `--graph.max-response-bytes` unless given: a page of 999 users is about 0.6 MB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Prometheus exporter for Microsoft Entra ID authentication-methods reports (SSPR, MFA,
 /// passwordless), read from Microsoft Graph.
 ///
@@ -140,6 +143,12 @@ pub struct Cli {
     #[arg(long = "graph.timeout", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub graph_timeout: Duration,
 
+    /// Largest Graph response body read, in bytes after gzip decoding (16 MiB by default): a
+    /// larger one fails its poll, so a misbehaving proxy or page cannot take the exporter's
+    /// memory.
+    #[arg(long = "graph.max-response-bytes", default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES", global = true)]
+    pub max_response_bytes: u64,
+
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
@@ -256,6 +265,7 @@ mod tests {
         assert_eq!(cli.telemetry_path, "/metrics");
         assert_eq!(cli.requests_per_10s, 5);
         assert_eq!(cli.graph_timeout, Duration::from_secs(30));
+        assert_eq!(cli.max_response_bytes, 16 * 1024 * 1024);
         assert_eq!(cli.cloud, Cloud::Public);
         assert_eq!(cli.log_format, LogFormat::Logfmt);
         assert!(!cli.demo);
@@ -300,6 +310,7 @@ mod tests {
     #[test]
     fn zero_budget_is_rejected() {
         assert!(Cli::try_parse_from(["x", "--graph.requests-per-10s=0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--graph.max-response-bytes=0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--graph.app-requests-per-10s=0"]).is_err());
     }
 

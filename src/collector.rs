@@ -86,6 +86,8 @@ pub struct Metrics {
     changes: Arc<AtomicU64>,
     /// `entra_exporter_graph_requests_total{tenant,report,code}`.
     pub graph_requests: IntCounterVec,
+    /// `entra_exporter_report_rows_skipped_total{tenant,report}`.
+    pub report_rows_skipped: IntCounterVec,
     /// `entra_exporter_web_config_last_reload_successful`.
     pub web_config_reload_successful: PromptGauge,
     /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
@@ -111,6 +113,14 @@ impl Metrics {
             &["tenant", "report", "code"],
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
+        let report_rows_skipped = IntCounterVec::new(
+            Opts::new(
+                "entra_exporter_report_rows_skipped_total",
+                "Rows of the report that could not be parsed (a null or wrong-typed field, a missing id) and were skipped while the rest of the poll counted; a row is counted each time a poll reads it.",
+            ),
+            &["tenant", "report"],
+        )?;
+        registry.register(Box::new(report_rows_skipped.clone()))?;
         let state_writes = IntCounterVec::new(
             Opts::new(
                 "entra_exporter_state_writes_total",
@@ -147,7 +157,7 @@ impl Metrics {
         let credential_up = IntGaugeVec::new(
             Opts::new(
                 "entra_exporter_credential_up",
-                "1 if the tenant's latest token request succeeded, at start or when the token was refreshed later; 0 otherwise.",
+                "1 while the tenant has a valid token (a failed refresh leaves it 1 until the token expires); 0 once none is left and a request for one failed, and before the first.",
             ),
             &["tenant"],
         )?;
@@ -172,6 +182,7 @@ impl Metrics {
             registry,
             changes,
             graph_requests,
+            report_rows_skipped,
             web_config_reload_successful,
             state_writes,
             credential_up,
@@ -323,13 +334,13 @@ impl Sampled {
 struct Rendered {
     generation: u64,
     /// When a snapshot in the text passes its max age; the text must be rendered again then.
-    valid_until: Option<SystemTime>,
+    valid_until: Option<Instant>,
     text: Bytes,
     gzip: OnceLock<GzipHead>,
 }
 
 impl Rendered {
-    fn is_current(&self, generation: u64, now: SystemTime) -> bool {
+    fn is_current(&self, generation: u64, now: Instant) -> bool {
         self.generation == generation && self.valid_until.is_none_or(|until| now < until)
     }
 }
@@ -341,7 +352,7 @@ pub struct Scrape {
 
 impl Exposition {
     pub fn new(store: Arc<Store>, metrics: Metrics) -> Result<Self, prometheus::Error> {
-        let (generation, now) = (store.generation(), SystemTime::now());
+        let (generation, now) = (store.generation(), Instant::now());
         let rendered = render(&store, generation, now, 0);
         Ok(Self {
             store,
@@ -392,7 +403,7 @@ impl Exposition {
     /// The cached text, rendered again first if the store moved or a snapshot aged out.
     fn current(&self) -> Arc<Rendered> {
         let generation = self.store.generation();
-        let now = SystemTime::now();
+        let now = Instant::now();
         // A poisoned lock only means a render panicked; the value inside is still whole.
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if !cached.is_current(generation, now) {
@@ -404,10 +415,11 @@ impl Exposition {
 }
 
 /// Renders the store's families; `capacity` is the expected length of the text.
-fn render(store: &Store, generation: u64, now: SystemTime, capacity: usize) -> Rendered {
+/// `now` is monotonic: ages never follow the wall clock.
+fn render(store: &Store, generation: u64, now: Instant, capacity: usize) -> Rendered {
     let states = store.states();
     let mut families = Families::default();
-    let mut valid_until: Option<SystemTime> = None;
+    let mut valid_until: Option<Instant> = None;
     for (key, state) in &states {
         if !state.settings.enabled {
             continue;
@@ -678,7 +690,7 @@ mod tests {
         assert_ne!(changed.as_ptr(), first.as_ptr());
         assert!(std::str::from_utf8(&changed).unwrap().contains("} 250"));
 
-        let now = SystemTime::now();
+        let now = Instant::now();
         let rendered = render(&store, store.generation(), now, 0);
         assert!(rendered.is_current(store.generation(), now));
         let later = now + Duration::from_secs(181);

@@ -13,8 +13,14 @@ use url::Url;
 use crate::cli::Cli;
 use crate::shard::{self, Shard};
 
-/// Failure reasons kept as distinct label values per tenant; the rest become `other`.
-pub const DEFAULT_FAILURE_REASON_LIMIT: usize = 20;
+/// Distinct values of the open-ended labels of the usage-event counters kept per tenant unless
+/// the file says otherwise; the rest become `other`. Graph documents three featureType members
+/// and about thirty usageAuthMethod members today.
+pub const DEFAULT_EVENT_LABEL_LIMITS: EventLabelLimits = EventLabelLimits {
+    failure_reason: 20,
+    feature: 10,
+    auth_method: 50,
+};
 /// Stale values are dropped once older than this many poll intervals.
 pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
 /// Groups per tenant: each is a `group` label value and a member read before every scan.
@@ -52,7 +58,8 @@ pub struct Config {
     pub telemetry_path: String,
     pub graph: GraphConfig,
     pub tenants: Vec<TenantConfig>,
-    pub failure_reason_limit: usize,
+    /// `failure_reason_limit`, `feature_limit` and `auth_method_limit`.
+    pub event_label_limits: EventLabelLimits,
     /// The file's top-level `reports`, which every tenant starts from.
     pub reports: BTreeMap<String, ReportOverride>,
     /// The file's `strength_classes` as written: class name → methods. The reports' strength
@@ -62,6 +69,15 @@ pub struct Config {
     pub poll_interval: Option<Duration>,
     /// This replica's shard; [`Shard::ALL`] when the tenants are not sharded.
     pub shard: Shard,
+}
+
+/// How many distinct values of each open-ended label the usage-event counters keep per tenant
+/// (`*_usage_events_total` and friends); the rest are counted under `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLabelLimits {
+    pub failure_reason: usize,
+    pub feature: usize,
+    pub auth_method: usize,
 }
 
 /// How the web interface listens and what it lets clients hold.
@@ -105,6 +121,8 @@ pub struct GraphConfig {
     /// Requests per app registration (client id) per 10 s, shared by its tenants.
     pub app_requests_per_10s: u32,
     pub timeout: Duration,
+    /// Largest response body read (`--graph.max-response-bytes`), after gzip decoding.
+    pub max_response_bytes: usize,
 }
 
 impl GraphConfig {
@@ -217,6 +235,30 @@ pub enum CredentialSetupError {
     PemCertificate { path: String },
 }
 
+impl CredentialSetupError {
+    /// Whether a failed token request may succeed if sent again soon: 5xx, 429, timeouts,
+    /// resets, DNS and TLS errors may pass; a refusal by the token endpoint (a 4xx other than
+    /// 429) or a credential its files cannot set up stays until someone fixes it. Here because
+    /// both the credential and the Graph client need the answer and neither knows the other.
+    pub fn is_passing(err: &azure_core::Error) -> bool {
+        let mut passing = true;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(cause) = source {
+            if cause.is::<CredentialSetupError>() {
+                passing = false;
+            }
+            if let Some(status) = cause
+                .downcast_ref::<azure_core::Error>()
+                .and_then(azure_core::Error::http_status)
+            {
+                passing = status.is_server_error() || u16::from(status) == 429;
+            }
+            source = cause.source();
+        }
+        passing
+    }
+}
+
 impl CredentialConfig {
     /// The app registration's client id; `None` for a system-assigned managed identity.
     pub fn client_id(&self) -> Option<&str> {
@@ -281,6 +323,8 @@ struct FileConfig {
     #[serde(default)]
     reports: BTreeMap<String, ReportOverride>,
     failure_reason_limit: Option<usize>,
+    feature_limit: Option<usize>,
+    auth_method_limit: Option<usize>,
     #[serde(default)]
     strength_classes: BTreeMap<String, Vec<String>>,
 }
@@ -326,12 +370,20 @@ impl Config {
         };
         let shard = resolve_shard(cli, env)?;
         validate_report_names(&file.reports, "reports", known_reports)?;
-        let failure_reason_limit = file
-            .failure_reason_limit
-            .unwrap_or(DEFAULT_FAILURE_REASON_LIMIT);
-        if failure_reason_limit == 0 {
-            return Err(invalid("failure_reason_limit must be at least 1"));
-        }
+        let defaults = DEFAULT_EVENT_LABEL_LIMITS;
+        let event_label_limits = EventLabelLimits {
+            failure_reason: at_least_one(
+                "failure_reason_limit",
+                file.failure_reason_limit,
+                defaults.failure_reason,
+            )?,
+            feature: at_least_one("feature_limit", file.feature_limit, defaults.feature)?,
+            auth_method: at_least_one(
+                "auth_method_limit",
+                file.auth_method_limit,
+                defaults.auth_method,
+            )?,
+        };
 
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (index, tenant) in file.tenants.into_iter().enumerate() {
@@ -396,14 +448,24 @@ impl Config {
                     .app_requests_per_10s
                     .unwrap_or((DEFAULT_APP_REQUESTS_PER_10S / shard.total).max(1)),
                 timeout: at_least_a_second("--graph.timeout", cli.graph_timeout)?,
+                // More than the address space holds is no limit.
+                max_response_bytes: usize::try_from(cli.max_response_bytes).unwrap_or(usize::MAX),
             },
             tenants,
-            failure_reason_limit,
+            event_label_limits,
             reports: file.reports,
             strength_classes: file.strength_classes,
             poll_interval,
             shard,
         })
+    }
+}
+
+/// A label limit from the file, or its default; 0 would turn every value into `other`.
+fn at_least_one(key: &str, given: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match given.unwrap_or(default) {
+        0 => Err(invalid(format!("{key} must be at least 1"))),
+        limit => Ok(limit),
     }
 }
 
@@ -968,6 +1030,7 @@ mod tests {
         let config = load_yaml(&format!(
             r#"
 failure_reason_limit: 5
+auth_method_limit: 7
 reports:
   credentialUsageSummary: {{interval: 5m}}
   credentialUserRegistrationDetails: {{interval: 2h, max_age: 12h}}
@@ -984,7 +1047,14 @@ tenants:
             secret.path().display()
         ))
         .unwrap();
-        assert_eq!(config.failure_reason_limit, 5);
+        assert_eq!(
+            config.event_label_limits,
+            EventLabelLimits {
+                failure_reason: 5,
+                auth_method: 7,
+                ..DEFAULT_EVENT_LABEL_LIMITS
+            }
+        );
         let contoso = &config.tenants[0];
         assert_eq!(contoso.name, "contoso");
         assert!(matches!(&contoso.credential,
@@ -1075,7 +1145,15 @@ tenants:
             ),
             (
                 "failure_reason_limit: 0\ntenants: []\n",
-                "failure_reason_limit",
+                "failure_reason_limit must be at least 1",
+            ),
+            (
+                "feature_limit: 0\ntenants: []\n",
+                "feature_limit must be at least 1",
+            ),
+            (
+                "auth_method_limit: 0\ntenants: []\n",
+                "auth_method_limit must be at least 1",
             ),
             (
                 "reports:\n  userEventsSummary: {max_pages: 0}\n",
@@ -1300,6 +1378,8 @@ tenants:
             "tenants",
             "reports",
             "failure_reason_limit",
+            "feature_limit",
+            "auth_method_limit",
             "name",
             "tenant_id",
             "client_id",

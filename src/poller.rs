@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::credentials::TokenCredential;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -16,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::auth::Credential;
-use crate::config::TenantConfig;
+use crate::config::{EventLabelLimits, TenantConfig};
 use crate::graph::{self, GraphClient, GraphError, Unavailability};
 use crate::reports::strength::StrengthTable;
 use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
@@ -119,7 +118,7 @@ pub async fn run_tenant(
     tenant: Tenant,
     startup: Arc<Startup>,
     store: Arc<Store>,
-    failure_reason_limit: usize,
+    event_label_limits: EventLabelLimits,
     strength: Arc<StrengthTable>,
     state: Option<Arc<StateFile<SavedEvents>>>,
     shutdown: CancellationToken,
@@ -143,7 +142,6 @@ pub async fn run_tenant(
     };
     store.token_requested(&tenant.name, obtained);
     if !obtained {
-        let scopes = [graph.scope()];
         loop {
             // The credential's own schedule: 1 minute after a failure, doubling up to 30.
             let wait = credential.next_attempt_in();
@@ -153,7 +151,7 @@ pub async fn run_tenant(
                 () = shutdown.cancelled() => return,
             }
             let token = tokio::select! {
-                token = credential.get_token(&scopes, None) => token,
+                token = credential.first_token(graph.scope()) => token,
                 () = shutdown.cancelled() => return,
             };
             if token.is_ok() {
@@ -164,7 +162,7 @@ pub async fn run_tenant(
     }
 
     // One context per tenant: its reports share state with each other, never across tenants.
-    let context = BuildContext::new(&tenant, failure_reason_limit, strength, state);
+    let context = BuildContext::new(&tenant, event_label_limits, strength, state);
     let mut loops = JoinSet::new();
     for (spec, settings) in settings {
         if !settings.enabled {
@@ -199,7 +197,7 @@ async fn first_token(
 ) -> bool {
     let result = {
         let _slot = startup.slots.acquire().await;
-        credential.get_token(&[scope], None).await
+        credential.first_token(scope).await
     };
     let outcome = match result {
         Ok(_) => FirstToken::Ok,
@@ -354,6 +352,7 @@ impl ReportLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use azure_core::credentials::TokenCredential;
 
     fn minutes(backoff: ExponentialBackoff, n: usize) -> Vec<u64> {
         backoff.take(n).map(|d| d.as_secs() / 60).collect()

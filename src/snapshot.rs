@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ReportSettings;
 use crate::graph::Unavailability;
@@ -69,8 +69,8 @@ pub struct Snapshot {
     /// Rows Graph returned for this poll, for `entra_exporter_report_rows`.
     pub rows: u64,
     /// When the values go stale whatever the report's own max_age says: figures taken from
-    /// another report's result expire with that result.
-    pub expires_at: Option<SystemTime>,
+    /// another report's result expire with that result. Monotonic, as every age.
+    pub expires_at: Option<Instant>,
 }
 
 impl Snapshot {
@@ -84,7 +84,7 @@ impl Snapshot {
     }
 
     /// The snapshot, served no longer than until `at` (`None`: no limit of its own).
-    pub fn expiring(mut self, at: Option<SystemTime>) -> Self {
+    pub fn expiring(mut self, at: Option<Instant>) -> Self {
         self.expires_at = at;
         self
     }
@@ -132,7 +132,12 @@ pub struct ReportState {
     pub settings: ReportSettings,
     pub status: Status,
     pub snapshot: Arc<Snapshot>,
+    /// When the last poll succeeded, by the wall clock: what `/metrics` and the landing page
+    /// show.
     pub last_success: Option<SystemTime>,
+    /// The same moment on the monotonic clock, which ages are counted from: a wall-clock jump
+    /// can neither hide nor prolong the values.
+    pub last_success_at: Option<Instant>,
     pub last_duration: Option<Duration>,
     /// Error of the last failed poll, already free of secrets and per-user values.
     pub last_error: Option<String>,
@@ -140,8 +145,8 @@ pub struct ReportState {
 
 impl ReportState {
     /// The snapshot, unless it is older than the report's max age or past its own expiry.
-    pub fn fresh_snapshot(&self, now: SystemTime) -> Option<&Snapshot> {
-        self.last_success?;
+    pub fn fresh_snapshot(&self, now: Instant) -> Option<&Snapshot> {
+        self.last_success_at?;
         let fresh = self.fresh_until().is_none_or(|until| now <= until);
         fresh.then_some(&*self.snapshot)
     }
@@ -149,8 +154,8 @@ impl ReportState {
     /// Until when the snapshot may be served: the report's max age after its last success, or
     /// the snapshot's own expiry if that comes first; `None` without a success, or when neither
     /// limit is within what the clock can represent.
-    pub fn fresh_until(&self) -> Option<SystemTime> {
-        let by_age = self.last_success?.checked_add(self.settings.max_age);
+    pub fn fresh_until(&self) -> Option<Instant> {
+        let by_age = self.last_success_at?.checked_add(self.settings.max_age);
         match (by_age, self.snapshot.expires_at) {
             (Some(age), Some(own)) => Some(age.min(own)),
             (age, own) => age.or(own),
@@ -191,6 +196,7 @@ impl Store {
             status: Status::Pending,
             snapshot: Arc::default(),
             last_success: None,
+            last_success_at: None,
             last_duration: None,
             last_error: None,
         };
@@ -211,6 +217,7 @@ impl Store {
             state.status = Status::Ok;
             state.snapshot = Arc::new(snapshot);
             state.last_success = Some(SystemTime::now());
+            state.last_success_at = Some(Instant::now());
             state.last_duration = Some(duration);
             state.last_error = None;
         })
@@ -520,7 +527,7 @@ mod tests {
         assert_eq!(before, Status::Ok);
         let (_, state) = store.states().remove(0);
         assert_eq!(state.status, Status::Failing);
-        let now = SystemTime::now();
+        let now = Instant::now();
         assert_eq!(
             state.fresh_snapshot(now).and_then(|s| s.value(&M, &["x"])),
             Some(3.0)
@@ -533,10 +540,45 @@ mod tests {
     }
 
     #[test]
+    fn ages_follow_the_monotonic_clock_whatever_the_wall_clock_does() {
+        let mut snapshot = Snapshot::default();
+        snapshot.push(&M, vec!["x".into()], 3.0);
+        let snapshot = Arc::new(snapshot);
+        let polled = |wall: SystemTime, at: Instant| ReportState {
+            settings: settings(true, Duration::from_secs(60)),
+            status: Status::Ok,
+            snapshot: snapshot.clone(),
+            last_success: Some(wall),
+            last_success_at: Some(at),
+            last_duration: None,
+            last_error: None,
+        };
+        let now = Instant::now();
+        let day = Duration::from_secs(86_400);
+        // Polled just now, then the wall clock jumped a day ahead: the values stay.
+        let jumped_ahead = polled(SystemTime::now() - day, now);
+        assert_eq!(
+            jumped_ahead
+                .fresh_snapshot(now)
+                .and_then(|s| s.value(&M, &["x"])),
+            Some(3.0)
+        );
+        assert_eq!(
+            jumped_ahead.fresh_until(),
+            Some(now + Duration::from_secs(60))
+        );
+        // Polled two minutes ago (max_age 60 s), then the wall clock jumped a day back: stale
+        // all the same.
+        let two_minutes_ago = now.checked_sub(Duration::from_secs(120)).unwrap();
+        let jumped_back = polled(SystemTime::now() + day, two_minutes_ago);
+        assert!(jumped_back.fresh_snapshot(now).is_none());
+    }
+
+    #[test]
     fn a_snapshot_with_its_own_expiry_goes_stale_then_even_if_polled_just_now() {
         let store = Store::new();
         store.register("t", "a", settings(true, Duration::from_secs(600)));
-        let now = SystemTime::now();
+        let now = Instant::now();
         let mut snapshot = Snapshot::default();
         snapshot.push(&M, vec!["x".into()], 3.0);
         store.record_success(

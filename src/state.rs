@@ -6,10 +6,15 @@
 //! leaves the old or the new state, never a torn file. Saves that arrive while a write runs are
 //! covered by the next write (group commit), so many tenants do not mean many writes.
 //!
-//! At start a missing file means a fresh start; an unreadable, corrupt or other-version file is
-//! moved aside to `PATH.corrupt-<unix seconds>` with one warning and the exporter starts fresh;
-//! the state of tenants and reports no longer configured is dropped; and the file is written
-//! once, so an unwritable directory is a start-up error rather than a surprise at the first poll.
+//! At start the exporter takes an exclusive lock on `.NAME.lock` next to the file, held for as
+//! long as it runs: a second exporter on the same file stops with an error instead of dropping
+//! the first one's tenants and deleting its temporary files. Then a missing file means a fresh
+//! start; an unreadable, corrupt or other-version file is moved aside to
+//! `PATH.corrupt-<unix seconds>` with one warning and the exporter starts fresh; the state of
+//! tenants and reports no longer configured is dropped; and the file is written once, so an
+//! unwritable directory is a start-up error rather than a surprise at the first poll. A full
+//! disk (or quota) is not: that write is counted as failed and retried after the next poll,
+//! while the exporter serves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -47,6 +52,17 @@ pub enum StateError {
     Write {
         path: String,
         dir: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "--state.file {path}: another exporter holds it (the lock on {lock} is taken); give each exporter its own state file"
+    )]
+    Locked { path: String, lock: String },
+    #[error("--state.file {path}: cannot lock {lock}: {source}")]
+    Lock {
+        path: String,
+        lock: String,
         #[source]
         source: io::Error,
     },
@@ -104,6 +120,8 @@ pub struct StateFile<T> {
     restored: Mutex<HashMap<(String, String), T>>,
     /// `entra_exporter_state_writes_total{result}`.
     writes: IntCounterVec,
+    /// Holds the exclusive lock for as long as the state file is in use.
+    _lock: File,
 }
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StateFile<T> {
@@ -115,6 +133,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StateFile<T> {
         writes: IntCounterVec,
     ) -> Result<Arc<Self>, StateError> {
         let shown = path.display().to_string();
+        let lock = take_lock(path)?;
+        // Only now: a temporary file left by a live exporter would be its write in progress.
         remove_stale_temporaries(path);
         let (mut tenants, mut restored) = match fs::read(path) {
             Ok(bytes) => match parse::<T>(&bytes) {
@@ -164,13 +184,29 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StateFile<T> {
             written: Mutex::new(0),
             restored: Mutex::new(restored),
             writes,
+            _lock: lock,
         });
-        state.write_through(1).map_err(|source| StateError::Write {
-            path: shown,
-            dir: directory(path).display().to_string(),
-            source,
-        })?;
-        state.writes.with_label_values(&[SUCCESS]).inc();
+        match state.write_through(1) {
+            Ok(_) => state.writes.with_label_values(&[SUCCESS]).inc(),
+            // The directory is fine (the lock file is in it) and what was read is in memory:
+            // serve, and write again after the next poll.
+            Err(err) if out_of_space(&err) => {
+                state.writes.with_label_values(&[ERROR]).inc();
+                warn!(
+                    path = %shown,
+                    error = %err,
+                    "the state file cannot be written at start: no space left; serving anyway, \
+                     and writing it again after each events poll until it succeeds"
+                );
+            }
+            Err(source) => {
+                return Err(StateError::Write {
+                    path: shown,
+                    dir: directory(path).display().to_string(),
+                    source,
+                });
+            }
+        }
         Ok(state)
     }
 
@@ -241,6 +277,46 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StateFile<T> {
         *written = current;
         Ok(true)
     }
+}
+
+/// Opens (creating it) and locks `.NAME.lock` next to the state file. The lock is `flock`'s:
+/// the kernel releases it when the process ends, however it ends, so a kill never leaves a
+/// stale lock. The file itself is never removed: removing it could hand a second lock to a
+/// process that opened it before.
+fn take_lock(path: &Path) -> Result<File, StateError> {
+    let lock_path = directory(path).join(format!("{}lock", temporary_prefix(path)));
+    let shown = || path.display().to_string();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|source| StateError::Write {
+            path: shown(),
+            dir: directory(path).display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StateError::Locked {
+            path: shown(),
+            lock: lock_path.display().to_string(),
+        }),
+        Err(fs::TryLockError::Error(source)) => Err(StateError::Lock {
+            path: shown(),
+            lock: lock_path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// ENOSPC or EDQUOT: the disk or the quota is full, which passes; the directory is fine.
+fn out_of_space(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// The tenants' raw entries, and every entry decoded as `T`; `Err` says why the file cannot
@@ -409,6 +485,15 @@ mod tests {
         serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
     }
 
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn set_aside_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
@@ -445,8 +530,7 @@ mod tests {
         );
         assert_eq!(json(&path)["tenants"]["contoso"]["tenant_id"], "contoso-id");
         // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1);
+        assert_eq!(file_names(dir.path()), [".state.json.lock", "state.json"]);
     }
 
     #[test]
@@ -532,7 +616,9 @@ mod tests {
             assert!(err.contains(&path.display().to_string()), "{err}");
         }
         // A directory where the file should be cannot be read as one.
-        let err = StateFile::<Entry>::open(dir.path(), &[], writes())
+        let occupied = dir.path().join("occupied");
+        fs::create_dir(&occupied).unwrap();
+        let err = StateFile::<Entry>::open(&occupied, &[], writes())
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("--state.file "), "{err}");
@@ -555,8 +641,50 @@ mod tests {
         assert_eq!(count(&state.writes, SUCCESS), 2);
         assert_eq!(json(&path)["tenants"]["t"]["reports"]["a"]["total"], 2);
         // The failed write's temporary file was removed.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1);
+        assert_eq!(file_names(dir.path()), [".state.json.lock", "state.json"]);
+    }
+
+    #[test]
+    fn a_second_opener_of_the_same_file_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = open(&path, &[wanted("t", &["a"])]);
+        // A write in progress of the first: the second must not remove it.
+        let in_progress = dir.path().join(".state.json.w1234.tmp");
+        fs::write(&in_progress, "{").unwrap();
+        let err = StateFile::<Entry>::open(&path, &[wanted("u", &["a"])], writes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--state.file "), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("another exporter holds it"), "{err}");
+        assert!(in_progress.exists());
+        // The first one's tenants are still in the file.
+        assert!(json(&path)["tenants"]["t"].is_object());
+        drop(first);
+        let second = open(&path, &[wanted("u", &["a"])]);
+        assert!(
+            !in_progress.exists(),
+            "a stale temporary file goes once the lock is free"
+        );
+        drop(second);
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_out_of_space_and_other_errors_are_not() {
+        for (errno, full) in [
+            (libc::ENOSPC, true),
+            (libc::EDQUOT, true),
+            (libc::EACCES, false),
+            (libc::EROFS, false),
+            (libc::ENOENT, false),
+        ] {
+            assert_eq!(
+                out_of_space(&io::Error::from_raw_os_error(errno)),
+                full,
+                "{errno}"
+            );
+        }
     }
 
     #[test]

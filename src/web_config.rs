@@ -1,9 +1,11 @@
 //! `--web.config.file`: TLS, client certificates, basic auth and extra response headers, in the
 //! Prometheus exporter-toolkit format, read again whenever the file or a file it names changes.
+//! A reload may add or change protection but never remove it (see [`check_reload`]), and every
+//! connection opened under a replaced configuration is closed (see [`WebConfigHandle`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::collector::PromptGauge;
@@ -17,12 +19,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoClientAuth, WebPkiClientVerifier};
 use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// How often the file and the files it names are compared with what was loaded: changes take
 /// effect within this period (and the 5 s promised in the README).
@@ -46,13 +51,26 @@ pub enum WebConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// A loaded web configuration. The default serves plain HTTP to everyone.
+/// A loaded web configuration. The default, used without `--web.config.file`, serves plain
+/// HTTP to everyone; a file always configures something (see [`parse`]).
 #[derive(Default)]
 pub struct WebConfig {
     pub tls: Option<Arc<ServerConfig>>,
+    pub client_certificates: ClientCertificates,
     pub basic_auth: Option<BasicAuth>,
     /// `http_server_config.headers`, added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What the TLS handshake demands of a client's certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCertificates {
+    /// A client without a certificate is refused.
+    pub required: bool,
+    /// A certificate must chain to the client CA.
+    pub verified: bool,
+    /// A certificate must carry one of `client_allowed_sans`.
+    pub pinned: bool,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -60,35 +78,49 @@ impl std::fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
+            .field("client_certificates", &self.client_certificates)
             .field("basic_auth", &self.basic_auth.is_some())
             .field("headers", &self.headers)
             .finish()
     }
 }
 
-/// The configuration in force, swapped whole when the file changes.
-#[derive(Clone, Default)]
-pub struct WebConfigHandle(Arc<RwLock<Arc<WebConfig>>>);
+/// The configuration in force, swapped whole when the file changes. A connection keeps the
+/// configuration it was opened under and is served only while that one is still in force: a
+/// handshake cannot be redone, so a plaintext connection, or one whose client certificate was
+/// never asked for, must not outlive the reload that adds TLS or client authentication.
+#[derive(Clone)]
+pub struct WebConfigHandle(watch::Sender<Arc<WebConfig>>);
+
+impl Default for WebConfigHandle {
+    fn default() -> Self {
+        Self::new(WebConfig::default())
+    }
+}
 
 impl WebConfigHandle {
     pub fn new(config: WebConfig) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(config))))
+        Self(watch::Sender::new(Arc::new(config)))
     }
 
     pub fn current(&self) -> Arc<WebConfig> {
-        // A poisoned lock still holds a whole configuration: replacing it is one assignment.
-        match self.0.read() {
-            Ok(config) => config.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.0.borrow().clone()
+    }
+
+    /// The configuration in force and a receiver that wakes once it is replaced.
+    pub fn subscribe(&self) -> (Arc<WebConfig>, watch::Receiver<Arc<WebConfig>>) {
+        let mut changes = self.0.subscribe();
+        let current = changes.borrow_and_update().clone();
+        (current, changes)
+    }
+
+    /// True while `config` is the one in force.
+    pub fn in_force(&self, config: &Arc<WebConfig>) -> bool {
+        Arc::ptr_eq(&self.0.borrow(), config)
     }
 
     fn replace(&self, config: WebConfig) {
-        let config = Arc::new(config);
-        match self.0.write() {
-            Ok(mut slot) => *slot = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
+        self.0.send_replace(Arc::new(config));
     }
 }
 
@@ -120,7 +152,7 @@ struct TlsFile {
     _prefer_server_cipher_suites: Option<bool>,
     cipher_suites: Option<IgnoredAny>,
     curve_preferences: Option<IgnoredAny>,
-    client_allowed_sans: Option<IgnoredAny>,
+    client_allowed_sans: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,27 +189,73 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
 
 /// Parses the file's text; relative paths are relative to `dir`, as in exporter-toolkit.
 /// Errors are one line.
+///
+/// A file that turns on neither TLS, basic auth nor a header is refused, unlike in
+/// exporter-toolkit, where an empty file serves plain HTTP to everyone: whoever passes the flag
+/// expects the file to secure something, and an emptied or truncated file (an editor, a
+/// template, a ConfigMap update) must not open `/metrics`.
 pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
     let file = parse_file(text)?;
     if file.rate_limit.is_some() {
         return Err("rate_limit is not supported by this exporter; remove it (--web.max-requests caps concurrent scrapes)".to_owned());
     }
-    let tls = file
-        .tls_server_config
-        .map(|tls| tls_config(tls, dir))
-        .transpose()?
-        .flatten();
+    let (tls, client_certificates) = match file.tls_server_config {
+        Some(tls) => match tls_config(tls, dir)? {
+            Some((tls, client_certificates)) => (Some(tls), client_certificates),
+            None => (None, ClientCertificates::default()),
+        },
+        None => (None, ClientCertificates::default()),
+    };
     let http = file.http_server_config.unwrap_or_default();
     let headers = extra_headers(http.headers.unwrap_or_default())?;
     let users = file.basic_auth_users.unwrap_or_default();
     let basic_auth = (!users.is_empty())
         .then(|| BasicAuth::new(users))
         .transpose()?;
+    if tls.is_none() && basic_auth.is_none() && headers.is_empty() {
+        return Err("the file configures nothing (no TLS certificate, basic_auth_users or http_server_config.headers), as an empty or truncated file does; it is refused rather than read as plain HTTP open to everyone. To serve plain HTTP, drop --web.config.file".to_owned());
+    }
     Ok(WebConfig {
         tls,
+        client_certificates,
         basic_auth,
         headers,
     })
+}
+
+/// Refuses a reload that would turn protection off: a truncated or emptied file must not open
+/// what the running exporter protects. Adding or changing protection is a reload; removing it
+/// takes a restart.
+pub fn check_reload(current: &WebConfig, next: &WebConfig) -> Result<(), String> {
+    let was = current.client_certificates;
+    let will = next.client_certificates;
+    let dropped: Vec<&str> = [
+        (current.tls.is_some() && next.tls.is_none(), "TLS"),
+        (
+            current.basic_auth.is_some() && next.basic_auth.is_none(),
+            "basic_auth_users",
+        ),
+        (
+            was.required && !will.required,
+            "the required client certificate",
+        ),
+        (
+            was.verified && !will.verified,
+            "client certificate verification",
+        ),
+        (was.pinned && !will.pinned, "client_allowed_sans"),
+    ]
+    .into_iter()
+    .filter_map(|(dropped, what)| dropped.then_some(what))
+    .collect();
+    if dropped.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the new version would turn off {}; a reload may add or change protection but not remove it: restart the exporter to apply this file",
+            dropped.join(", ")
+        ))
+    }
 }
 
 fn parse_file(text: &str) -> Result<File, String> {
@@ -261,11 +339,13 @@ fn tls_version(key: &str, value: &str) -> Result<usize, String> {
 }
 
 /// `None` when the block configures nothing, as exporter-toolkit serves plain HTTP then.
-fn tls_config(tls: TlsFile, dir: &Path) -> Result<Option<Arc<ServerConfig>>, String> {
+fn tls_config(
+    tls: TlsFile,
+    dir: &Path,
+) -> Result<Option<(Arc<ServerConfig>, ClientCertificates)>, String> {
     for (key, set) in [
         ("cipher_suites", tls.cipher_suites.is_some()),
         ("curve_preferences", tls.curve_preferences.is_some()),
-        ("client_allowed_sans", tls.client_allowed_sans.is_some()),
     ] {
         if set {
             return Err(format!(
@@ -281,6 +361,9 @@ fn tls_config(tls: TlsFile, dir: &Path) -> Result<Option<Arc<ServerConfig>>, Str
         || tls.client_ca.is_some()
         || tls.client_auth_type.is_some();
     if !enabled {
+        if tls.client_allowed_sans.is_some() {
+            return Err("tls_server_config.client_allowed_sans needs TLS: set cert_file, key_file, client_auth_type RequireAndVerifyClientCert and client_ca_file".to_owned());
+        }
         return Ok(None);
     }
     let read = |key: &str,
@@ -333,6 +416,30 @@ fn tls_config(tls: TlsFile, dir: &Path) -> Result<Option<Arc<ServerConfig>>, Str
             ));
         }
     };
+    // As in exporter-toolkit, a present list (even empty) is checked and needs a mode in which
+    // every client sends a certificate. Unlike it, RequireAnyClientCert is refused (anyone can
+    // make a certificate carrying any SAN), and so is an empty list (it would admit no one).
+    let allowed_sans = match tls.client_allowed_sans {
+        None => None,
+        Some(_) if client_auth != ClientAuth::RequireAndVerify => {
+            return Err("tls_server_config.client_allowed_sans needs client_auth_type RequireAndVerifyClientCert (with client_ca_file): without verification anyone can make a certificate that carries an allowed SAN".to_owned());
+        }
+        Some(sans) if sans.is_empty() => {
+            return Err("tls_server_config.client_allowed_sans is empty, which would admit no client; list the SANs to admit, or remove the key".to_owned());
+        }
+        Some(sans) => Some(sans),
+    };
+    let client_certificates = ClientCertificates {
+        required: matches!(
+            client_auth,
+            ClientAuth::RequireAny | ClientAuth::RequireAndVerify
+        ),
+        verified: matches!(
+            client_auth,
+            ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify
+        ),
+        pinned: allowed_sans.is_some(),
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ClientCertVerifier> = match (client_auth, ca_pem) {
         (ClientAuth::None, Some(_)) => {
@@ -364,9 +471,16 @@ fn tls_config(tls: TlsFile, dir: &Path) -> Result<Option<Arc<ServerConfig>>, Str
                 ClientAuth::VerifyIfGiven => builder.allow_unauthenticated(),
                 _ => builder,
             };
-            builder
+            let verifier = builder
                 .build()
-                .map_err(|err| format!("tls_server_config: client CA: {err}"))?
+                .map_err(|err| format!("tls_server_config: client CA: {err}"))?;
+            match allowed_sans {
+                Some(allowed) => Arc::new(AllowedSans {
+                    verifier,
+                    allowed: allowed.into_iter().collect(),
+                }),
+                None => verifier,
+            }
         }
     };
 
@@ -382,7 +496,111 @@ fn tls_config(tls: TlsFile, dir: &Path) -> Result<Option<Arc<ServerConfig>>, Str
         .with_single_cert(chain, key)
         .map_err(|err| format!("tls_server_config: certificate and key: {err}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(Some((Arc::new(config), client_certificates)))
+}
+
+/// `client_allowed_sans`: after the usual verification, the client's own certificate must carry
+/// a listed Subject Alternative Name, compared as exporter-toolkit compares them: exactly (case
+/// included, no wildcards), DNS names, e-mail addresses and URIs as written, IP addresses in Go's
+/// form (dotted IPv4, IPv4-mapped IPv6 as IPv4, compressed IPv6).
+#[derive(Debug)]
+struct AllowedSans {
+    verifier: Arc<dyn ClientCertVerifier>,
+    allowed: HashSet<String>,
+}
+
+/// The SANs of a DER certificate as exporter-toolkit lists them; `None` if it cannot be read.
+fn subject_alt_names(der: &[u8]) -> Option<Vec<String>> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let Some(extension) = cert.subject_alternative_name().ok()? else {
+        return Some(Vec::new());
+    };
+    let names = extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(text) | GeneralName::RFC822Name(text) | GeneralName::URI(text) => {
+                Some((*text).to_owned())
+            }
+            GeneralName::IPAddress(bytes) => ip_text(bytes),
+            _ => None,
+        })
+        .collect();
+    Some(names)
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Some(Ipv4Addr::from(v4).to_string());
+    }
+    let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => v6.to_string(),
+    })
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.verifier.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.verifier.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.verifier.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let Some(names) = subject_alt_names(end_entity) else {
+            debug!("client certificate refused: its SANs cannot be read");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ));
+        };
+        if names.iter().any(|name| self.allowed.contains(name)) {
+            Ok(verified)
+        } else {
+            debug!(sans = ?names, "client certificate refused: none of its SANs is in client_allowed_sans");
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier.supported_verify_schemes()
+    }
 }
 
 /// Accepts any client certificate without checking who issued it, as Go's RequestClientCert
@@ -517,6 +735,16 @@ impl BasicAuth {
     }
 }
 
+/// Loads the file again, refusing a version that would remove protection `current` gives.
+fn reload(path: &Path, current: &WebConfig) -> Result<WebConfig, WebConfigError> {
+    let next = load(path)?;
+    check_reload(current, &next).map_err(|message| WebConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    })?;
+    Ok(next)
+}
+
 /// The bytes of the file and of every file it names, to notice any change.
 fn fingerprint(path: &Path) -> Vec<Option<Vec<u8>>> {
     let main = std::fs::read(path).ok();
@@ -546,30 +774,41 @@ pub async fn watch(
             () = shutdown.cancelled() => return,
         }
         let watched = path.clone();
-        let Ok(current) = tokio::task::spawn_blocking(move || fingerprint(&watched)).await else {
+        let Ok(latest) = tokio::task::spawn_blocking(move || fingerprint(&watched)).await else {
             continue;
         };
-        if current == seen {
+        if latest == seen {
             continue;
         }
-        seen = current;
+        seen = latest;
         let loading = path.clone();
+        let current = handle.current();
         // Loading may make a bcrypt decoy hash: off the async runtime.
-        match tokio::task::spawn_blocking(move || load(&loading)).await {
+        match tokio::task::spawn_blocking(move || reload(&loading, &current)).await {
             Ok(Ok(config)) => {
-                info!(
-                    tls = config.tls.is_some(),
-                    basic_auth = config.basic_auth.is_some(),
-                    "web config reloaded"
+                let (tls, client_certificates, basic_auth) = (
+                    config.tls.is_some(),
+                    config.client_certificates,
+                    config.basic_auth.is_some(),
                 );
+                // In force before it is logged as such.
                 handle.replace(config);
                 reload_successful.set(1);
+                info!(
+                    tls,
+                    ?client_certificates,
+                    basic_auth,
+                    "web config reloaded; connections opened under the previous one are closed"
+                );
             }
             Ok(Err(err)) => {
-                error!(error = %crate::error_chain(&err), "web config not reloaded; keeping the previous one");
                 reload_successful.set(0);
+                error!(error = %crate::error_chain(&err), "web config not reloaded; keeping the previous one");
             }
-            Err(err) => error!(error = %err, "web config reload task failed"),
+            Err(err) => {
+                reload_successful.set(0);
+                error!(error = %err, "web config reload task failed; keeping the previous one");
+            }
         }
     }
 }
@@ -583,19 +822,214 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_file_serves_plain_http_to_everyone() {
+    fn a_file_that_configures_nothing_is_refused() {
         for text in [
             "",
             "\n",
+            " \t\n  \n",
             "# nothing\n",
+            "{}\n",
             "tls_server_config:\nhttp_server_config:\n",
+            "tls_server_config: {}\nbasic_auth_users: {}\n",
+            "http_server_config:\n  http2: false\n",
         ] {
-            let config = parse(text, Path::new(".")).unwrap();
+            let err = error(text);
             assert!(
-                config.tls.is_none() && config.basic_auth.is_none() && config.headers.is_empty(),
-                "{text:?}"
+                err.contains("configures nothing") && err.contains("--web.config.file"),
+                "{text:?}: {err}"
             );
         }
+        // Headers alone are a configuration.
+        parse(
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+            Path::new("."),
+        )
+        .unwrap();
+    }
+
+    /// A server certificate and key, a client CA, and a web config file naming them.
+    struct TlsFiles(tempfile::TempDir);
+
+    impl TlsFiles {
+        fn new() -> TlsFiles {
+            let dir = tempfile::tempdir().unwrap();
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::default();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+            let issuer = rcgen::Issuer::new(ca, ca_key);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            std::fs::write(dir.path().join("server.crt"), leaf.pem()).unwrap();
+            std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+            std::fs::write(dir.path().join("prometheus-ca.crt"), ca_pem).unwrap();
+            TlsFiles(dir)
+        }
+
+        fn parse(&self, text: &str) -> Result<WebConfig, String> {
+            parse(text, self.0.path())
+        }
+    }
+
+    const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+    fn client_auth(auth_type: &str, extra: &str) -> String {
+        format!(
+            "{TLS}  client_auth_type: {auth_type}\n  client_ca_file: prometheus-ca.crt\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_reload_may_add_protection_but_never_remove_it() {
+        let files = TlsFiles::new();
+        let users = format!(
+            "basic_auth_users:\n  alice: {}\n",
+            bcrypt::hash("pw", 4).unwrap()
+        );
+        let headers = "http_server_config:\n  headers:\n    X-Frame-Options: deny\n";
+        let pinned = client_auth(
+            "RequireAndVerifyClientCert",
+            "  client_allowed_sans: [prometheus]\n",
+        );
+        let verified = client_auth("RequireAndVerifyClientCert", "");
+        let any = client_auth("RequireAnyClientCert", "");
+        let if_given = client_auth("VerifyClientCertIfGiven", "");
+        let requested = client_auth("RequestClientCert", "");
+        let with_users = format!("{TLS}{users}");
+        for (before, after, dropped) in [
+            (TLS, headers, Some("TLS")),
+            (with_users.as_str(), users.as_str(), Some("TLS")),
+            (with_users.as_str(), headers, Some("TLS, basic_auth_users")),
+            (with_users.as_str(), TLS, Some("basic_auth_users")),
+            (
+                &verified,
+                TLS,
+                Some("the required client certificate, client certificate verification"),
+            ),
+            (&verified, &any, Some("client certificate verification")),
+            (
+                &verified,
+                &if_given,
+                Some("the required client certificate"),
+            ),
+            (&any, &requested, Some("the required client certificate")),
+            (
+                &if_given,
+                &requested,
+                Some("client certificate verification"),
+            ),
+            (&pinned, &verified, Some("client_allowed_sans")),
+            // Adding or changing protection is a reload.
+            (headers, TLS, None),
+            (headers, users.as_str(), None),
+            (TLS, &pinned, None),
+            (&requested, &any, None),
+            (&any, &verified, None),
+            (&if_given, &verified, None),
+            (
+                &pinned,
+                &client_auth(
+                    "RequireAndVerifyClientCert",
+                    "  client_allowed_sans: [grafana]\n",
+                ),
+                None,
+            ),
+            (with_users.as_str(), &format!("{with_users}{headers}"), None),
+            (&format!("{with_users}{headers}"), with_users.as_str(), None),
+        ] {
+            let current = files.parse(before).unwrap();
+            let next = files.parse(after).unwrap();
+            let verdict = check_reload(&current, &next);
+            match dropped {
+                None => assert!(verdict.is_ok(), "{before:?} -> {after:?}: {verdict:?}"),
+                Some(what) => {
+                    let err = verdict.unwrap_err();
+                    assert!(
+                        err.contains(&format!("turn off {what};")) && err.contains("restart"),
+                        "{before:?} -> {after:?}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn client_allowed_sans_needs_a_verified_required_certificate_and_a_list() {
+        let files = TlsFiles::new();
+        let sans = "  client_allowed_sans: [prometheus]\n";
+        for (text, needle) in [
+            (
+                client_auth("RequireAnyClientCert", sans),
+                "RequireAndVerifyClientCert",
+            ),
+            (
+                client_auth("VerifyClientCertIfGiven", sans),
+                "RequireAndVerifyClientCert",
+            ),
+            (
+                client_auth("RequestClientCert", sans),
+                "RequireAndVerifyClientCert",
+            ),
+            (format!("{TLS}{sans}"), "RequireAndVerifyClientCert"),
+            (format!("tls_server_config:\n{sans}"), "needs TLS"),
+            (
+                client_auth("RequireAndVerifyClientCert", "  client_allowed_sans: []\n"),
+                "admit no client",
+            ),
+        ] {
+            let err = files.parse(&text).err().unwrap_or_default();
+            assert!(
+                err.contains("client_allowed_sans") && err.contains(needle),
+                "{text:?}: {err}"
+            );
+        }
+        let config = files
+            .parse(&client_auth("RequireAndVerifyClientCert", sans))
+            .unwrap();
+        assert_eq!(
+            config.client_certificates,
+            ClientCertificates {
+                required: true,
+                verified: true,
+                pinned: true
+            }
+        );
+    }
+
+    #[test]
+    fn sans_are_written_as_exporter_toolkit_writes_them() {
+        use rcgen::SanType;
+        let ia5 = |text: &str| text.try_into().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![
+            SanType::DnsName(ia5("Prometheus.example")),
+            SanType::Rfc822Name(ia5("ops@example.com")),
+            SanType::URI(ia5("spiffe://cluster.local/ns/monitoring/sa/prometheus")),
+            SanType::IpAddress("192.0.2.7".parse().unwrap()),
+            SanType::IpAddress("2001:DB8:0:0:0:0:0:1".parse().unwrap()),
+            SanType::IpAddress("::ffff:198.51.100.1".parse().unwrap()),
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_alt_names(cert.der()).unwrap(),
+            [
+                "Prometheus.example",
+                "ops@example.com",
+                "spiffe://cluster.local/ns/monitoring/sa/prometheus",
+                "192.0.2.7",
+                "2001:db8::1",
+                "198.51.100.1",
+            ]
+        );
+        let bare = rcgen::CertificateParams::default()
+            .self_signed(&key)
+            .unwrap();
+        assert_eq!(subject_alt_names(bare.der()).unwrap(), Vec::<String>::new());
+        assert_eq!(subject_alt_names(b"not a certificate"), None);
     }
 
     #[test]
@@ -608,10 +1042,6 @@ mod tests {
             (
                 "tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
                 "cipher_suites",
-            ),
-            (
-                "tls_server_config:\n  client_allowed_sans: [a]\n",
-                "client_allowed_sans",
             ),
         ] {
             let err = error(text);
@@ -637,7 +1067,11 @@ mod tests {
                 .contains("nosniff")
         );
         // http2 is accepted, as in the toolkit's own examples.
-        parse("http_server_config:\n  http2: false\n", Path::new(".")).unwrap();
+        parse(
+            "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n",
+            Path::new("."),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -712,22 +1146,7 @@ mod tests {
         let end = start + readme[start..].find("```").expect("closing fence");
         let example = &readme[start..end];
 
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::default();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-        let issuer = rcgen::Issuer::new(ca, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.path().join("server.crt"), leaf.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-        std::fs::write(dir.path().join("prometheus-ca.crt"), ca_pem).unwrap();
-
-        let config = parse(example, dir.path()).unwrap();
+        let config = TlsFiles::new().parse(example).unwrap();
         assert!(config.tls.is_some());
         assert_eq!(config.headers.len(), 2);
         let auth = config.basic_auth.unwrap();
@@ -775,6 +1194,7 @@ mod tests {
             "http2",
             "Strict-Transport-Security",
             "X-Frame-Options",
+            "client_allowed_sans",
             "alice",
         ];
 

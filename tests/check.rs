@@ -139,6 +139,7 @@ async fn a_usable_tenant_passes_with_refused_summaries_served_from_the_fallback(
         "userRegistrationDetails",
         "userEventsSummary",
         "credentialUsageSummary",
+        "authenticationMethodsPolicy",
     ] {
         assert_eq!(report(&findings, "contoso", name).0, "ok", "{name}");
     }
@@ -150,11 +151,15 @@ async fn a_usable_tenant_passes_with_refused_summaries_served_from_the_fallback(
         "/beta/reports/authenticationMethods/userEventsSummary?$top=1",
         "/beta/reports/userCredentialUsageDetails?$top=1",
         "/beta/reports/getCredentialUsageSummary(period='D1')?$top=1",
+        "/v1.0/policies/authenticationMethodsPolicy",
     ] {
         assert_eq!(fake.requests(probe), 1, "{probe}");
     }
     assert_eq!(fake.requests("skiptoken"), 0, "a probe read a second page");
-    assert_eq!(fake.requests("/reports/"), reports::names().len());
+    assert_eq!(
+        fake.requests("/reports/") + fake.requests("/policies/"),
+        reports::names().len()
+    );
 
     // The table says the same to a person.
     let (output, table) = check(&fake, &config, &[]);
@@ -174,6 +179,7 @@ async fn a_usable_tenant_passes_with_refused_summaries_served_from_the_fallback(
     assert_eq!(row("usersRegisteredByFeature")[2], "fallback");
     assert_eq!(row("credentialUserRegistrationDetails")[2], "retired");
     assert_eq!(row("userRegistrationDetails")[2..], ["ok", "-"]);
+    assert_eq!(row("authenticationMethodsPolicy")[2..], ["ok", "-"]);
     assert_eq!(row("(token)")[2], "ok");
 }
 
@@ -190,6 +196,7 @@ async fn a_refused_tenant_or_report_fails_the_check_and_says_what_to_do() {
     fake.retire_for(&ids[1], "userRegistrationDetails", 403);
     fake.retire_for(&ids[1], "usersRegisteredByFeature", 403);
     fake.retire_for(&ids[1], "userMfaSignInSummary", 500);
+    fake.retire_for(&ids[1], "authenticationMethodsPolicy", 403);
     let wrong = "revoked-secret-value";
     let config = tenants_config(
         &fake,
@@ -215,6 +222,7 @@ async fn a_refused_tenant_or_report_fails_the_check_and_says_what_to_do() {
             "userRegistrationDetails",
             "usersRegisteredByFeature",
             "userMfaSignInSummary",
+            "authenticationMethodsPolicy",
         ],
     );
 
@@ -234,18 +242,19 @@ async fn a_refused_tenant_or_report_fails_the_check_and_says_what_to_do() {
         "configuration order"
     );
 
-    // contoso is fine: four enabled reports, all ok.
+    // contoso is fine: five enabled reports, all ok.
     for name in [
         "userEventsSummary",
         "userRegistrationDetails",
         "usersRegisteredByFeature",
         "userMfaSignInSummary",
+        "authenticationMethodsPolicy",
     ] {
         assert_eq!(report(&findings, "contoso", name).0, "ok", "{name}");
     }
     assert_eq!(
         findings["tenants"][0]["reports"].as_array().unwrap().len(),
-        4
+        5
     );
 
     // fabrikam: refusals name the permission and licence; the summary has no fallback when
@@ -259,6 +268,13 @@ async fn a_refused_tenant_or_report_fails_the_check_and_says_what_to_do() {
     let (result, message) = report(&findings, "fabrikam", "usersRegisteredByFeature");
     assert_eq!(result, "forbidden", "{message}");
     assert!(message.contains("userRegistrationDetails"), "{message}");
+    // The policy needs its own permission, and no licence.
+    let (result, message) = report(&findings, "fabrikam", "authenticationMethodsPolicy");
+    assert_eq!(result, "forbidden");
+    assert!(
+        message.contains("Policy.Read.AuthenticationMethod") && message.contains("Policy.Read.All"),
+        "{message}"
+    );
     let (result, message) = report(&findings, "fabrikam", "userMfaSignInSummary");
     assert_eq!(result, "error");
     assert!(message.contains("500"), "{message}");

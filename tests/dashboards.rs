@@ -15,7 +15,7 @@ const TAG: &str = "entra-authmethods-exporter";
 const SCHEMA_VERSION: u64 = 39;
 const DATASOURCE: &str = "${datasource}";
 /// The dashboards and their uids, which links and bookmarks depend on.
-const EXPECTED: [(&str, &str); 3] = [
+const EXPECTED: [(&str, &str); 4] = [
     (
         "entra-authmethods-exporter.json",
         "entra-authmethods-exporter",
@@ -23,6 +23,10 @@ const EXPECTED: [(&str, &str); 3] = [
     (
         "entra-authmethods-overview.json",
         "entra-authmethods-overview",
+    ),
+    (
+        "entra-authmethods-sms-voice-retirement.json",
+        "entra-authmethods-sms-voice-retirement",
     ),
     ("entra-authmethods-sspr.json", "entra-authmethods-sspr"),
 ];

@@ -393,6 +393,81 @@ async fn usage_counters_start_at_zero_and_count_new_events_once() {
     assert_eq!(sum(&text, "entra_credential_usage_window_events"), 1.0);
 }
 
+/// 200 responses Graph gave to a report of [`TENANT`]: its polls, when each is one page.
+fn answered(text: &str, report: &str) -> f64 {
+    value(
+        text,
+        &format!(
+            r#"entra_exporter_graph_requests_total{{code="200",report="{report}",tenant="{TENANT}"}}"#
+        ),
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_start_against_data_13_days_old_counts_nothing_until_a_new_event() {
+    // Graph's newest event is 13 days old, so its 30-day window reaches 43 days back: beyond
+    // the exporter's now less 32 days, where the first poll used to stop remembering.
+    let fake = fake(FakeGraphOptions {
+        initial_events: 200,
+        event_time_lag: Duration::from_secs(13 * 24 * 3600),
+        // One page per poll, in both reports.
+        page_size: 1000,
+        ..quiet()
+    })
+    .await;
+    let config = common::temp_file(
+        "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n",
+    );
+    let args = [format!("--config.file={}", config.path().display())];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&fake, &args).await;
+    exporter.wait_ready().await;
+    const TOTALS: [&str; 4] = [
+        "entra_authmethods_usage_events_total",
+        "entra_credential_usage_events_total",
+        "entra_authmethods_usage_outcome_events_total",
+        "entra_credential_usage_outcome_events_total",
+    ];
+    let text = exporter
+        .wait_for_metrics("three polls of each events report", |t| {
+            answered(t, "userEventsSummary") >= 3.0
+                && answered(t, "userCredentialUsageDetails") >= 3.0
+        })
+        .await;
+    for family in TOTALS {
+        assert_eq!(sum(&text, family), 0.0, "{family}:\n{text}");
+    }
+    assert_eq!(sum(&text, "entra_authmethods_usage_window_events"), 200.0);
+
+    // A genuinely new event, dated as stale as the rest, counts exactly once in each.
+    fake.add_usage_event(UsageEvent {
+        feature: "reset".into(),
+        auth_method: "email".into(),
+        is_success: false,
+        failure_reason: "Late".into(),
+        user: 3,
+    });
+    let text = exporter
+        .wait_for_metrics("the new event counted", |t| {
+            TOTALS.iter().all(|family| sum(t, family) >= 1.0)
+        })
+        .await;
+    let polls = answered(&text, "userEventsSummary");
+    let text = exporter
+        .wait_for_metrics("three more polls", |t| {
+            answered(t, "userEventsSummary") >= polls + 3.0
+        })
+        .await;
+    for family in TOTALS {
+        assert_eq!(sum(&text, family), 1.0, "{family}:\n{text}");
+    }
+    let series = format!(
+        r#"entra_authmethods_usage_events_total{{tenant="{TENANT}",feature="reset",auth_method="email",status="failure",failure_reason="Late"}}"#
+    );
+    assert_eq!(value(&text, &series), Some(1.0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_waits_for_every_first_poll() {
     let fake = fake(quiet()).await;

@@ -10,33 +10,53 @@ use common::{PROMETHEUS_PACKAGE, repo_yaml, tool};
 use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
-/// The promtool unit tests: short cases evaluated every minute, and cases over days and weeks
+/// The promtool unit tests: short cases evaluated every minute, cases over days and weeks
 /// (what the spike alert learns from its history among them) and under a global view evaluated
-/// every 5 minutes. Each runs in its own promtool, in parallel.
-const RULE_TESTS: [&str; 5] = [
+/// every 5 minutes, and the SMS and voice retirement's months evaluated hourly. Each runs in its
+/// own promtool, in parallel.
+const RULE_TESTS: [&str; 6] = [
     "deploy/prometheus/entra-authmethods.rules.test.yml",
     "deploy/prometheus/entra-authmethods.rules.days.test.yml",
     "deploy/prometheus/entra-authmethods.rules.weeks.test.yml",
     "deploy/prometheus/entra-authmethods.rules.history.test.yml",
     "deploy/prometheus/entra-authmethods.rules.global.test.yml",
+    RETIREMENT_TESTS,
 ];
+/// Run against a copy of the rule file whose retirement date is day 91 of promtool's clock,
+/// which starts in 1970 (the file's header says more).
+const RETIREMENT_TESTS: &str = "deploy/prometheus/entra-authmethods.rules.retirement.test.yml";
+const RETIREMENT: &str = "vector(1801440000)";
+const RETIREMENT_IN_TESTS: &str = "vector(7862400)";
+const RETIREMENT_COPY: &str = "entra-authmethods.rules.retirement-day-91.yml";
 const RUNBOOK_BASE: &str =
     "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter#";
 
-fn rules_in(group: &str) -> Vec<Value> {
+const THRESHOLDS: &str = "entra-authmethods-thresholds";
+
+/// The rules of the groups `wanted` accepts by name.
+fn rules_where(wanted: impl Fn(&str) -> bool) -> Vec<Value> {
     let rules = repo_yaml(RULES);
-    let groups = rules["groups"].as_array().expect("groups");
-    groups
-        .iter()
-        .find(|g| g["name"] == group)
-        .unwrap_or_else(|| panic!("group {group}"))["rules"]
+    rules["groups"]
         .as_array()
-        .expect("rules")
-        .clone()
+        .expect("groups")
+        .iter()
+        .filter(|g| wanted(g["name"].as_str().expect("group name")))
+        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+        .collect()
 }
 
+fn rules_in(group: &str) -> Vec<Value> {
+    let rules = rules_where(|name| name == group);
+    assert!(!rules.is_empty(), "group {group}");
+    rules
+}
+
+/// Every alert, whatever its group.
 fn alerts() -> Vec<Value> {
-    rules_in("entra-authmethods-alerts")
+    rules_where(|_| true)
+        .into_iter()
+        .filter(|rule| rule.get("alert").is_some())
+        .collect()
 }
 
 fn readme() -> String {
@@ -102,6 +122,29 @@ fn promtool_unit_tests_of_the_spike_alerts_history_pass() {
 #[test]
 fn promtool_unit_tests_under_a_global_view_pass() {
     promtool(&["test", "rules", "entra-authmethods.rules.global.test.yml"]);
+}
+
+/// The retirement's cases, on a copy of the rule file that differs in the retirement date
+/// alone: written once in the file, it is day 91 in the copy.
+#[test]
+fn promtool_unit_tests_of_the_sms_voice_retirement_pass() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(repo.join(RULES)).expect("rule file");
+    assert_eq!(
+        rules.matches("1801440000").count(),
+        1,
+        "the retirement date is written once, as {RETIREMENT}"
+    );
+    let copy = rules.replace(RETIREMENT, RETIREMENT_IN_TESTS);
+    assert_ne!(copy, rules);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join(RETIREMENT_COPY), copy).expect("write rule copy");
+    let cases = Path::new(RETIREMENT_TESTS)
+        .file_name()
+        .expect("file name")
+        .to_owned();
+    std::fs::copy(repo.join(RETIREMENT_TESTS), dir.path().join(&cases)).expect("copy tests");
+    promtool_in(dir.path(), &["test", "rules", &cases.to_string_lossy()]);
 }
 
 /// The rule file loaded twice (say, from a file and from a PrometheusRule): each copy records
@@ -296,7 +339,7 @@ fn readme_thresholds() -> BTreeMap<String, String> {
 fn thresholds_live_in_one_group_and_the_readme_lists_each_with_its_value() {
     let prefix = "entra_authmethods:alert_threshold:";
     let mut in_rules = BTreeMap::new();
-    for rule in rules_in("entra-authmethods-thresholds") {
+    for rule in rules_in(THRESHOLDS) {
         let record = rule["record"].as_str().expect("record");
         let name = record
             .strip_prefix(prefix)
@@ -313,8 +356,7 @@ fn thresholds_live_in_one_group_and_the_readme_lists_each_with_its_value() {
     // Every threshold is used by a rule, always through scalar(max(...)) so that copies of it
     // (the file loaded twice, a global view with external labels) cannot break a join; and no
     // other group defines one.
-    let mut rules = alerts();
-    rules.extend(rules_in("entra-authmethods-recording"));
+    let rules = rules_where(|group| group != THRESHOLDS);
     let exprs: Vec<&str> = rules.iter().filter_map(|r| r["expr"].as_str()).collect();
     for name in in_rules.keys() {
         let used = format!("scalar(max({prefix}{name}))");

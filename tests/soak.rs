@@ -3,14 +3,17 @@
 //! adds usage events continuously, injects every kind of fault the fake knows into the paged
 //! reports (429 storms with Retry-After, 500/502/503/504, responses that time out, bodies cut
 //! off on the wire, invalid JSON, nextLink loops, empty pages with a nextLink, transient empty
-//! and shortened lists, expired skiptokens), refuses tokens for a minute, scrapes `/metrics`
-//! every 250 ms and kills the exporter with SIGKILL twice, restarting it on the same state file.
+//! and shortened lists, expired skiptokens, pages over `--graph.max-response-bytes`, rows that
+//! cannot be parsed), makes the token endpoint fail at refresh time (503, 429, resets and
+//! timeouts, one to three in a row), refuses tokens for a minute, scrapes `/metrics` every
+//! 250 ms and kills the exporter with SIGKILL twice, restarting it on the same state file.
 //!
 //! At the end it asserts that `/metrics` answered every scrape while the process was up; that
 //! every usage counter equals exactly the events the fake listed after the first successful
 //! poll, series by series; that no counter decreased between scrapes of one process and that
 //! each restart resumed at least at the last value served; that the reports without faults
-//! stayed up (except while tokens were refused); and that RSS stayed under [`RSS_BOUND_MIB`].
+//! stayed up (through the token blips too, but not while tokens were refused); and that RSS
+//! stayed under [`RSS_BOUND_MIB`].
 //! It prints the figures: faults by kind, events added, restarts, totals, peak RSS.
 
 mod common;
@@ -32,13 +35,21 @@ const DEFAULT_SECONDS: u64 = 180;
 const MIN_SECONDS: u64 = 150;
 /// The exporter's resident memory must stay below this, in MiB.
 const RSS_BOUND_MIB: u64 = 64;
-/// How long the token endpoint refuses.
+/// Tokens live this long: refreshed after 6 s, used for 10.8 s.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(12);
+/// How long the token endpoint refuses: longer than a token is used.
 const TOKEN_REFUSAL: Duration = Duration::from_secs(60);
-/// After tokens come back, how long reports may still be down. The tenant's first refused
-/// token request can come up to 30 s into the refusal (tokens are cached for 30 s), and the
-/// credential sends the next one a minute after it, so up to 30 s after the refusal ends; then
-/// each report's next poll (3 s), and room for a slow machine.
-const TOKEN_GRACE: Duration = Duration::from_secs(45);
+/// After tokens come back, how long reports may still be down. The token is used up to 11 s
+/// into the refusal, then the request for a new one is retried in place for 15 s, and the
+/// credential sends the next one a minute after that, so up to 26 s after the refusal ends;
+/// then each report's next poll (3 s), and room for a slow machine.
+const TOKEN_GRACE: Duration = Duration::from_secs(40);
+/// No token blip is queued this long before a kill or the refusal: a blip waits for the next
+/// refresh (6 s) and its retries, and must not meet a restart's first token request instead.
+const BLIP_QUIET: Duration = Duration::from_secs(15);
+/// `--graph.max-response-bytes` of the soak, and the oversized pages it gets.
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
+const OVERSIZED_PAGE: usize = 8 << 20;
 /// How long the exporter stays dead after each SIGKILL, while events keep coming.
 const DOWNTIME: Duration = Duration::from_secs(3);
 const GRAPH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -257,7 +268,67 @@ fn single_faults() -> Vec<(Pages, Fault, &'static str)> {
             "expired skiptoken (404 on a later page)",
         ),
         (Pages::First, status(503, Some("1")), "503 with Retry-After"),
+        (
+            Pages::Later,
+            Fault::OversizedPage {
+                bytes: OVERSIZED_PAGE,
+                gzip: false,
+            },
+            "oversized page (8 MB, Content-Length)",
+        ),
+        (
+            Pages::First,
+            Fault::OversizedPage {
+                bytes: OVERSIZED_PAGE,
+                gzip: true,
+            },
+            "oversized page (8 MB once decoded, gzip)",
+        ),
+        // An id of the wrong type spoils a row of every faulted report: skipped, and counted
+        // at a later poll that lists it whole.
+        (
+            Pages::First,
+            bad_row(serde_json::json!(42)),
+            "bad row (a number as id, first page)",
+        ),
+        (
+            Pages::Later,
+            bad_row(serde_json::json!({"id": "x"})),
+            "bad row (an object as id, later page)",
+        ),
     ]
+}
+
+/// The token endpoint failing at the next refresh, `round` choosing how: one to three of a 503,
+/// a 429, a reset connection and a response that times out. The token in use is still valid, so
+/// nothing may show.
+fn token_blip(fake: &FakeGraph, round: usize) {
+    let failures = [
+        status(503, None),
+        status(429, Some("1")),
+        Fault::Reset,
+        Fault::Delay(GRAPH_TIMEOUT + Duration::from_secs(1)),
+    ];
+    for n in 0..1 + round % 3 {
+        fake.inject("/oauth2/", failures[(round + n) % failures.len()].clone());
+    }
+}
+
+/// Stops token blips and waits until the queued ones have fired.
+async fn quiet_token_endpoint(fake: &FakeGraph, blips_allowed: &Mutex<bool>) {
+    *blips_allowed.lock().unwrap() = false;
+    let started = Instant::now();
+    while fake.queued_faults("/oauth2/") > 0 {
+        assert!(started.elapsed() < common::WAIT, "a token blip never fired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn bad_row(id: serde_json::Value) -> Fault {
+    Fault::BadRow {
+        field: "id".to_owned(),
+        value: Some(id),
+    }
 }
 
 /// Faults injected, by kind.
@@ -313,9 +384,7 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
             initial_events: 300,
             page_size: 100,
             max_page_size: 100,
-            // azure_identity refreshes a token 5 minutes before it expires: 330 s tokens are
-            // cached for 30 s, so refused tokens are felt within half a minute.
-            token_lifetime: Duration::from_secs(330),
+            token_lifetime: TOKEN_LIFETIME,
             ..quiet()
         })
         .await,
@@ -330,6 +399,7 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
         format!("--state.file={}", state.display()),
         "--poll.interval=3s".to_owned(),
         format!("--graph.timeout={}s", GRAPH_TIMEOUT.as_secs()),
+        format!("--graph.max-response-bytes={MAX_RESPONSE_BYTES}"),
         "--log.level=info".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -355,6 +425,8 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
     let log = Arc::new(Mutex::new(Log::default()));
     let busy = Arc::new(AtomicBool::new(true));
     let token_window: Arc<Mutex<Option<(Instant, Instant)>>> = Arc::default();
+    // Cleared around kills and the refusal; held while a blip is queued.
+    let blips_allowed = Arc::new(Mutex::new(true));
 
     let scraper = tokio::spawn({
         let (current, log, busy) = (current.clone(), log.clone(), busy.clone());
@@ -403,14 +475,19 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
     });
 
     let injector = tokio::spawn({
-        let (fake, token_window) = (fake.clone(), token_window.clone());
+        let (fake, token_window, blips_allowed) =
+            (fake.clone(), token_window.clone(), blips_allowed.clone());
         async move {
             let mut faults = Faults::default();
             let refusal_at = length.mul_f64(0.4);
             let stop_at = length.saturating_sub(Duration::from_secs(15));
             let mut round = 0;
             let mut refused = false;
+            let mut blips_resume_at = None;
             while started.elapsed() < stop_at {
+                if !refused && started.elapsed() + BLIP_QUIET >= refusal_at {
+                    quiet_token_endpoint(&fake, &blips_allowed).await;
+                }
                 if !refused && started.elapsed() >= refusal_at {
                     refused = true;
                     fake.retire("oauth2/v2.0/token", 503);
@@ -422,6 +499,23 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
                     tokio::time::sleep(TOKEN_REFUSAL).await;
                     fake.restore("oauth2/v2.0/token");
                     *token_window.lock().unwrap() = Some((from, Instant::now()));
+                    // The tenant is back within the grace; blips then meet refreshes again.
+                    blips_resume_at = Some(Instant::now() + TOKEN_GRACE);
+                }
+                if blips_resume_at.is_some_and(|at| Instant::now() >= at) {
+                    blips_resume_at = None;
+                    *blips_allowed.lock().unwrap() = true;
+                }
+                // A blip every 4 rounds (6 s), at most one queued at a time.
+                if round % 4 == 2 {
+                    let allowed = blips_allowed.lock().unwrap();
+                    if *allowed && fake.queued_faults("/oauth2/") == 0 {
+                        token_blip(&fake, round / 4);
+                        *faults
+                            .0
+                            .entry("token endpoint failing at refresh (1-3 of 503, 429, reset, timeout)")
+                            .or_default() += 1;
+                    }
                 }
                 faults.inject(&fake, round);
                 round += 1;
@@ -434,6 +528,9 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
     // Two kills, well apart from the minute of refused tokens (a start needs a token).
     let mut generation = 1;
     for kill_at in [length.mul_f64(0.2), length.mul_f64(0.85)] {
+        // A restart's first token request must not meet a blip meant for a refresh.
+        tokio::time::sleep(kill_at.saturating_sub(started.elapsed() + BLIP_QUIET)).await;
+        quiet_token_endpoint(&fake, &blips_allowed).await;
         tokio::time::sleep(kill_at.saturating_sub(started.elapsed())).await;
         assert!(
             token_window.lock().unwrap().is_some() || kill_at < length.mul_f64(0.4),
@@ -459,6 +556,15 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
         generation += 1;
         exporter = Exporter::start(&fake, &args).await;
         *current.lock().unwrap() = Some((generation, exporter.url.clone(), exporter.pid()));
+        exporter
+            .wait_for_metrics("the restart's first token", |t| {
+                common::credential_up(t, TENANT) == Some(1.0)
+            })
+            .await;
+        // Not before the refusal, nor during it or its grace: the injector allows them after.
+        if started.elapsed() + BLIP_QUIET < length.mul_f64(0.4) {
+            *blips_allowed.lock().unwrap() = true;
+        }
     }
 
     tokio::time::sleep(length.saturating_sub(started.elapsed())).await;

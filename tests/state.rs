@@ -1,11 +1,13 @@
 //! `--state.file`: the usage counters continue across a kill -9 and count the events listed
 //! while the exporter was down exactly once; corrupt, other-version, stale and unwritable
-//! state is handled as the README's "Failures" section says.
+//! state, a second exporter on the same file and a full disk are handled as the README's
+//! "Failures" section says.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Exporter, TENANT, ca_file, command_for, fake, quiet, sum, value};
@@ -335,4 +337,258 @@ async fn an_unwritable_state_directory_is_a_start_up_error_naming_the_flag() {
         assert!(errors[0].contains("--state.file"), "{stderr}");
         assert!(errors[0].contains(&state.display().to_string()), "{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_exporter_on_the_same_state_file_exits_1_and_the_first_goes_on() {
+    let setup = Setup::new(FAST_EVENTS).await;
+    let first = setup.start().await;
+    first.wait_ready().await;
+    // A write of the first in progress, as the second would find it.
+    let in_progress = setup.dir.path().join(".state.json.w1234.tmp");
+    std::fs::write(&in_progress, "{").unwrap();
+
+    let ca = ca_file(&setup.fake);
+    let mut second = command_for(&setup.fake, &ca);
+    second.args([
+        format!("--config.file={}", setup.config.path().display()),
+        format!("--state.file={}", setup.state().display()),
+    ]);
+    let output = exited(second).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors = common::json_error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("--state.file"), "{stderr}");
+    assert!(
+        errors[0].contains(&setup.state().display().to_string()),
+        "{stderr}"
+    );
+    assert!(errors[0].contains("another exporter holds it"), "{stderr}");
+    assert!(
+        in_progress.exists(),
+        "the first one's temporary file is left alone"
+    );
+
+    // The first one goes on and keeps its state.
+    std::fs::remove_file(&in_progress).unwrap();
+    setup.add(2, false);
+    first
+        .wait_for_metrics("two failures", |t| totals(t) == (2.0, 2.0))
+        .await;
+    let state = state_json(&setup.state());
+    assert!(state["tenants"][TENANT]["reports"]["userEventsSummary"].is_object());
+}
+
+/// Runs `command` to its end, which must come within [`common::WAIT`].
+async fn exited(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("exporter runs");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > common::WAIT {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {:?}:\n{}",
+                common::WAIT,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A small tmpfs in a mount namespace of its own (`unshare --user --map-root-user --mount`,
+/// which needs no root), kept by a holder process so that it outlives the exporters started in
+/// it (`nsenter`). The test reaches its files through `/proc/<holder>/root`.
+struct Tmpfs {
+    holder: Child,
+    /// The mount point: empty on the host, the tmpfs inside the namespace.
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` where the machine cannot mount one; in CI that is a failure, not a skip.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let holder = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation=private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=\"$1\" tmpfs \"$0\" && echo mounted && exec sleep 3600",
+            ])
+            .arg(dir.path())
+            .arg(size)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut holder = match holder {
+            Ok(holder) => holder,
+            Err(err) => return cannot_mount(&format!("unshare: {err}")),
+        };
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("stdout piped");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "mounted" {
+            let _ = holder.kill();
+            let output = holder.wait_with_output().expect("holder ends");
+            return cannot_mount(&String::from_utf8_lossy(&output.stderr));
+        }
+        Some(Tmpfs { holder, dir })
+    }
+
+    /// The state file, as the exporter sees it.
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state.json")
+    }
+
+    /// A path in the tmpfs, as this process reaches it.
+    fn outside(&self, name: &str) -> PathBuf {
+        let inside = self.dir.path().strip_prefix("/").expect("absolute");
+        Path::new(&format!("/proc/{}/root", self.holder.id()))
+            .join(inside)
+            .join(name)
+    }
+
+    /// `command` run inside the namespace.
+    fn enter(&self, command: &Command) -> Command {
+        let mut entered = Command::new("nsenter");
+        entered
+            .arg(format!("--target={}", self.holder.id()))
+            .args(["--user", "--mount", "--preserve-credentials", "--"])
+            .arg(command.get_program())
+            .args(command.get_args())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                entered.env(key, value);
+            }
+        }
+        entered
+    }
+
+    /// Writes a file until the tmpfs has no space left.
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.outside("filler")).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match filler.write_all(&chunk) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(err) => panic!("filling the tmpfs: {err}"),
+            }
+        }
+        let probe = std::fs::write(self.outside("probe"), vec![0u8; 4096]);
+        assert!(probe.is_err(), "the tmpfs is full");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.outside("filler")).expect("filler removed");
+        let _ = std::fs::remove_file(self.outside("probe"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn cannot_mount(why: &str) -> Option<Tmpfs> {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("CI must be able to mount a tmpfs in a user and mount namespace: {why}");
+    }
+    eprintln!("skipping: cannot mount a tmpfs in a user and mount namespace: {why}");
+    None
+}
+
+impl Setup {
+    /// The exporter inside `tmpfs`'s namespace, with its state file there.
+    async fn start_in(&self, tmpfs: &Tmpfs) -> Exporter {
+        let ca = ca_file(&self.fake);
+        let mut command = command_for(&self.fake, &ca);
+        command.args([
+            format!("--config.file={}", self.config.path().display()),
+            format!("--state.file={}", tmpfs.state().display()),
+        ]);
+        Exporter::spawn(tmpfs.enter(&command), vec![ca]).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_on_a_full_disk_serves_and_counts_exactly_once_space_is_freed() {
+    let Some(tmpfs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let setup = Setup::new(FAST_EVENTS).await;
+    let first = setup.start_in(&tmpfs).await;
+    first.wait_ready().await;
+    setup.add(3, false);
+    first
+        .wait_for_metrics("three failures", |t| totals(t) == (3.0, 3.0))
+        .await;
+    drop(first); // SIGKILL
+
+    // The disk fills up while the exporter is down, and events happen.
+    tmpfs.fill();
+    setup.add(1, false);
+    setup.add(1, true);
+    let restarted = setup.start_in(&tmpfs).await;
+    // It serves: the counters continue from the file it read, and count the downtime once.
+    let text = first_totals(&restarted, 3.0).await;
+    assert_eq!(totals(&text), (5.0, 5.0), "{text}");
+    assert!(writes(&text, "error") >= 1.0, "{text}");
+    assert_eq!(writes(&text, "success"), 0.0);
+    let logs = restarted.logs();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("cannot be written at start: no space left"))
+        .unwrap_or_else(|| panic!("no warning about the full disk:\n{logs}"));
+    assert!(warning.contains(r#""level":"WARN""#), "{warning}");
+    assert!(common::json_error_lines(&logs).is_empty(), "{logs}");
+    // Polls go on and keep trying to write.
+    let errors = writes(&text, "error");
+    let text = restarted
+        .wait_for_metrics("more failed writes", |t| writes(t, "error") > errors)
+        .await;
+    assert_eq!(totals(&text), (5.0, 5.0));
+
+    // Space is freed: the next poll writes, and a new event counts once.
+    tmpfs.free();
+    restarted
+        .wait_for_metrics("a successful write", |t| writes(t, "success") >= 1.0)
+        .await;
+    setup.add(1, false);
+    restarted
+        .wait_for_metrics("the new event", |t| totals(t) == (6.0, 6.0))
+        .await;
+    let successes = writes(&restarted.metrics().await, "success");
+    restarted
+        .wait_for_metrics("the new event written", |t| {
+            writes(t, "success") > successes
+        })
+        .await;
+    drop(restarted);
+
+    // What was written survives the next restart, exactly.
+    let again = setup.start_in(&tmpfs).await;
+    let text = first_totals(&again, 6.0).await;
+    assert_eq!(totals(&text), (6.0, 6.0), "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(totals(&again.metrics().await), (6.0, 6.0));
 }

@@ -1,7 +1,7 @@
-//! Authentication strength classes and group breakdowns, against the fake over TLS. Every
-//! count the exporter serves is compared with what the test reads from the fake itself and
-//! classifies with its own copy of the issue's table: per class, user type, admin flag and
-//! group, for the default table and for an overridden one.
+//! Authentication strength classes, SSPR by phone only and group breakdowns, against the fake
+//! over TLS. Every count the exporter serves is compared with what the test reads from the fake
+//! itself and classifies with its own copy of the issues' definitions: per class, user type,
+//! admin flag and group, for the default table and for an overridden one.
 
 mod common;
 
@@ -103,6 +103,17 @@ const FEATURES: [(&str, &str); 7] = [
         "isSystemPreferredAuthenticationMethodEnabled",
     ),
 ];
+/// SSPR by phone only (issue 17): SSPR registered, at least one of these...
+const SSPR_PHONES: [&str; 3] = ["mobilePhone", "alternateMobilePhone", "officePhone"];
+/// ...and none of these.
+const SSPR_OTHERS: [&str; 6] = [
+    "email",
+    "securityQuestion",
+    "microsoftAuthenticatorPush",
+    "softwareOneTimePasscode",
+    "hardwareOneTimePasscode",
+    "microsoftAuthenticatorPasswordless",
+];
 const USER_DETAILS: &str = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
 const LEGACY_DETAILS: &str = "/beta/reports/credentialUserRegistrationDetails";
 
@@ -128,6 +139,12 @@ fn methods(row: &Value, field: &str) -> Vec<String> {
 fn successor_class(table: &Table, row: &Value) -> &'static str {
     let methods = methods(row, "methodsRegistered");
     class_of(table, methods.iter().map(String::as_str))
+}
+
+fn is_sspr_phone_only(row: &Value) -> bool {
+    let methods = methods(row, "methodsRegistered");
+    let has = |names: &[&str]| methods.iter().any(|m| names.contains(&m.as_str()));
+    row["isSsprRegistered"] == true && has(&SSPR_PHONES) && !has(&SSPR_OTHERS)
 }
 
 fn label(value: &Value) -> String {
@@ -222,6 +239,9 @@ struct Expected {
     strength: BTreeMap<Vec<String>, f64>,
     /// strength → users of the legacy report.
     legacy: BTreeMap<Vec<String>, f64>,
+    /// (user_type, is_admin) → SSPR-by-phone-only users; (group) → the same.
+    sspr_phone_only: BTreeMap<Vec<String>, f64>,
+    group_sspr_phone_only: BTreeMap<Vec<String>, f64>,
     /// (group) → users, (group, feature) → users, (group, strength) → users.
     group_users: BTreeMap<Vec<String>, f64>,
     group_features: BTreeMap<Vec<String>, f64>,
@@ -234,8 +254,12 @@ async fn expected(fake: &FakeGraph, table: &Table) -> Expected {
     let reader = FakeReader::new(fake).await;
     let rows = reader.rows(&format!("{USER_DETAILS}?$top=999")).await;
     let mut strength = BTreeMap::new();
+    let mut sspr_phone_only = BTreeMap::new();
     for row in &rows {
         let cell = (label(&row["userType"]), label(&row["isAdmin"]));
+        *sspr_phone_only
+            .entry(vec![cell.0.clone(), cell.1.clone()])
+            .or_insert(0.0) += f64::from(u8::from(is_sspr_phone_only(row)));
         for class in CLASSES {
             strength
                 .entry(vec![class.to_owned(), cell.0.clone(), cell.1.clone()])
@@ -271,6 +295,8 @@ async fn expected(fake: &FakeGraph, table: &Table) -> Expected {
     let mut expected = Expected {
         strength,
         legacy,
+        sspr_phone_only,
+        group_sspr_phone_only: BTreeMap::new(),
         group_users: BTreeMap::new(),
         group_features: BTreeMap::new(),
         group_strength: BTreeMap::new(),
@@ -289,6 +315,7 @@ async fn expected(fake: &FakeGraph, table: &Table) -> Expected {
         expected.members.insert(group.name.clone(), members.len());
         let name = || group.name.clone();
         expected.group_users.insert(vec![name()], 0.0);
+        expected.group_sspr_phone_only.insert(vec![name()], 0.0);
         for (feature, _) in FEATURES {
             expected
                 .group_features
@@ -316,6 +343,10 @@ async fn expected(fake: &FakeGraph, table: &Table) -> Expected {
                 .group_strength
                 .entry(vec![name(), successor_class(table, row).to_owned()])
                 .or_default() += 1.0;
+            *expected
+                .group_sspr_phone_only
+                .entry(vec![name()])
+                .or_default() += f64::from(u8::from(is_sspr_phone_only(row)));
         }
     }
     expected
@@ -369,6 +400,32 @@ async fn assert_matches_the_fake(
         ),
         expected.group_strength
     );
+    assert_eq!(
+        series(
+            text,
+            "entra_authmethods_sspr_phone_only_users",
+            &["user_type", "is_admin"]
+        ),
+        expected.sspr_phone_only
+    );
+    assert_eq!(
+        series(
+            text,
+            "entra_authmethods_group_sspr_phone_only_users",
+            &["group"]
+        ),
+        expected.group_sspr_phone_only
+    );
+    // SSPR by phone only is no formality in the simulated tenant: members, guests, admins and
+    // every group have such users, and other SSPR-registered users too.
+    for cell in [["member", "false"], ["member", "true"], ["guest", "false"]] {
+        let key: Vec<String> = cell.iter().map(|c| (*c).to_owned()).collect();
+        assert!(expected.sspr_phone_only[&key] > 0.0, "{cell:?}");
+    }
+    for (group, users) in &expected.group_sspr_phone_only {
+        assert!(*users > 0.0, "{group:?}");
+        assert!(*users < expected.group_users[group], "{group:?}");
+    }
     // The pilot nests wave 2, which overlaps it: its 1,200 + 500 memberships are 1,500 users.
     assert_eq!(expected.members["pilot"], 1500);
     assert_eq!(expected.group_users[&vec!["pilot".to_owned()]], 1500.0);

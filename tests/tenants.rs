@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    ConfiguredTenant, Exporter, TENANT, ca_file, command_for, fake, quiet, tenants_config, value,
+    ConfiguredTenant, Exporter, TENANT, ca_file, command_for, credential_up, fake, log_lines,
+    quiet, report_up, tenants_config,
 };
 use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
 
@@ -25,34 +26,6 @@ const REPORTS_POLLED_EVERY_SECOND: &[&str] = &[
 ];
 /// A tenant whose first token request failed asks again a minute later.
 const RETRY_DEADLINE: Duration = Duration::from_secs(150);
-
-fn credential_up(text: &str, tenant: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"entra_exporter_credential_up{{tenant="{tenant}"}}"#),
-    )
-}
-
-fn report_up(text: &str, tenant: &str, report: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"entra_exporter_report_up{{tenant="{tenant}",report="{report}"}}"#),
-    )
-}
-
-/// Log lines at `level` about `tenant` whose message contains `text`.
-fn log_lines(exporter: &Exporter, level: &str, tenant: &str, text: &str) -> usize {
-    exporter
-        .logs()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|json| {
-            json["level"] == level
-                && json["tenant"] == tenant
-                && json["message"].as_str().is_some_and(|m| m.contains(text))
-        })
-        .count()
-}
 
 fn token_requests(log: &[LoggedRequest], tenant_id: &str) -> usize {
     log.iter()
@@ -326,15 +299,15 @@ async fn a_passing_token_failure_never_ends_the_process() {
     assert_eq!(fake.tokens_issued(), 0);
 }
 
-/// A refresh that fails later, as when the secret expires: one warning and
-/// `credential_up` 0, then one token request a minute for the whole tenant however many of its
-/// reports poll, and no warning per report; the recovery is one info line, and every report
-/// polls again.
+/// A refresh that is refused later, as when the secret expires: the token is used until it
+/// expires, then one warning and `credential_up` 0, then one token request a minute for the
+/// whole tenant however many of its reports poll, and no warning per report; the recovery is
+/// one info line, and every report polls again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refresh_that_fails_later_asks_once_a_minute_for_the_whole_tenant() {
     let fake = fake(FakeGraphOptions {
-        // azure_identity refreshes 300 s before expiry: each token serves 2 s.
-        token_lifetime: Duration::from_secs(302),
+        // Each token is refreshed after 10 s and used for 18 s.
+        token_lifetime: Duration::from_secs(20),
         record_requests: true,
         ..quiet()
     })
@@ -377,6 +350,11 @@ async fn a_refresh_that_fails_later_asks_once_a_minute_for_the_whole_tenant() {
     let log = fake.request_log();
     let first = refused(&log);
     assert_eq!(first.len(), 1, "token requests refused: {}", first.len());
+    // The token still valid after the refused refresh was used until it expired.
+    assert!(
+        graph_requests(&log, &id).any(|r| r.status == 200 && r.at > first[0]),
+        "no Graph request after the refused refresh"
+    );
     fake.restore("oauth2/v2.0/token");
 
     let text = exporter

@@ -1,5 +1,6 @@
 //! The simulated tenant: users (generated on demand, see [`users`](super::users)),
-//! a registration campaign that slowly enrols them, and a rolling window of
+//! a registration campaign that slowly enrols them, a passkey campaign that
+//! slowly moves users who only have a phone to passkeys, and a rolling window of
 //! SSPR / registration usage events. Everything random comes from `seed` and
 //! the time elapsed since start, so two fakes with the same options serve the
 //! same users and initial events (event ids aside: like Graph's, they are
@@ -31,6 +32,7 @@ const STREAM_EVENT_RNG: u64 = 5;
 const STREAM_ACTIVITY: u64 = 7;
 const STREAM_CAMPAIGN: u64 = 8;
 const STREAM_SPIKE: u64 = 9;
+const STREAM_PASSKEYS: u64 = 13;
 
 /// usageAuthMethod members, old and new, with rough popularity.
 const USAGE_METHODS: &[(&str, u32)] = &[
@@ -91,11 +93,14 @@ const AWKWARD_FAILURE_REASON: &str = "Benutzer hat \"Zurücksetzen\" abgebrochen
 /// the docs' example does; the exporter must accept both forms.
 const STRING_COUNT_METHODS: &[&str] = &["email", "securityQuestion"];
 
-/// The campaign enrols users in steps this far apart, so anything shorter
-/// than one step (every test) sees no change.
+/// The registration campaign enrols users in steps this far apart, so anything
+/// shorter than one step (every test) sees no change.
 const CAMPAIGN_STEP: Duration = Duration::from_secs(300);
-/// Random picks per wanted enrolment before a step gives up (a tenant where
-/// nearly everyone is registered has few candidates left).
+/// The passkey campaign's steps: its first user moves a minute after start, so
+/// that a demo shows the phone-only count falling within minutes.
+const PASSKEY_STEP: Duration = Duration::from_secs(60);
+/// Random picks per user a campaign step is due before it gives up (a tenant
+/// where nearly everyone is registered has few candidates left).
 const CAMPAIGN_ATTEMPTS: usize = 20;
 
 /// [`Scenario::Spike`]: when, for how long, how much worse, and its story.
@@ -126,12 +131,62 @@ struct Spike {
     end: SystemTime,
 }
 
-/// The registration campaign behind `registration_drift_per_hour`.
+/// A campaign that changes users in steps: the registration campaign behind
+/// `registration_drift_per_hour`, or the passkey campaign behind
+/// `passkey_campaign_per_hour`. Step `k`, at `k` x `step` after start, brings
+/// the users changed up to the hourly rate accrued by then (rounded up),
+/// picked at random from those it still has something to sell; the picks
+/// depend only on seed and `k`.
 struct Campaign {
     per_hour: f64,
+    step: Duration,
+    stream: u64,
     steps_done: u64,
-    /// The only per-user state the fake keeps: who enrolled, and when.
-    enrolled: HashMap<usize, SystemTime>,
+    /// The only per-user state the fake keeps: who the campaign changed, and when.
+    changed: HashMap<usize, SystemTime>,
+}
+
+impl Campaign {
+    fn new(per_hour: f64, step: Duration, stream: u64) -> Self {
+        Campaign {
+            per_hour,
+            step,
+            stream,
+            steps_done: 0,
+            changed: HashMap::new(),
+        }
+    }
+
+    /// The next step and when it is due, if that is by `now`.
+    fn due(&self, started: SystemTime, now: SystemTime) -> Option<(u64, SystemTime)> {
+        if self.per_hour <= 0.0 {
+            return None;
+        }
+        let step = self.steps_done + 1;
+        let at = u32::try_from(step)
+            .ok()
+            .and_then(|k| self.step.checked_mul(k))
+            .and_then(|offset| started.checked_add(offset))?;
+        (at <= now).then_some((step, at))
+    }
+
+    /// Users the rate has accrued by step `step`, rounded up.
+    fn accrued(&self, step: u64) -> usize {
+        (self.per_hour * (step as f64 * self.step.as_secs_f64()) / 3600.0).ceil() as usize
+    }
+
+    /// Users step `step` changes: those the rate has accrued by then that the earlier steps
+    /// did not change (a step that found too few candidates leaves them to the next), and how
+    /// many random picks it may spend on them: in proportion to the step's own share of the
+    /// rate, so that a campaign that has run out of candidates costs no more as time passes.
+    fn wanted(&self, step: u64, users: usize) -> (usize, usize) {
+        let wanted = self
+            .accrued(step)
+            .saturating_sub(self.changed.len())
+            .min(users);
+        let share = self.accrued(step).saturating_sub(self.accrued(step - 1)) + 1;
+        (wanted, share.saturating_mul(CAMPAIGN_ATTEMPTS))
+    }
 }
 
 /// A page of usage events; see [`Simulation::event_page`].
@@ -147,6 +202,8 @@ pub(crate) struct Simulation {
     run: u64,
     users: usize,
     started: SystemTime,
+    /// Subtracted from every event's time in its `eventDateTime`.
+    event_time_lag: Duration,
     events: VecDeque<StoredEvent>,
     next_seq: u64,
     rng: StdRng,
@@ -155,6 +212,7 @@ pub(crate) struct Simulation {
     next_auto_at: SystemTime,
     spike: Option<Spike>,
     campaign: Campaign,
+    passkeys: Campaign,
     /// Built on first use: scanning a million users takes a while and most
     /// requests (pages) never need it. Enrolments keep it up to date after.
     census: Option<Census>,
@@ -186,17 +244,23 @@ impl Simulation {
             run: rand::random(),
             users: opts.users,
             started: now,
+            event_time_lag: opts.event_time_lag,
             events: VecDeque::new(),
             next_seq: 0,
             rng,
             mean_gap,
             next_auto_at: now,
             spike,
-            campaign: Campaign {
-                per_hour: opts.registration_drift_per_hour,
-                steps_done: 0,
-                enrolled: HashMap::new(),
-            },
+            campaign: Campaign::new(
+                opts.registration_drift_per_hour,
+                CAMPAIGN_STEP,
+                STREAM_CAMPAIGN,
+            ),
+            passkeys: Campaign::new(
+                opts.passkey_campaign_per_hour,
+                PASSKEY_STEP,
+                STREAM_PASSKEYS,
+            ),
             census: None,
         };
         // Squaring the uniform sample skews ages towards "recent", which keeps
@@ -220,7 +284,7 @@ impl Simulation {
     }
 
     /// Brings the simulation up to `now`: creates the automatic and spike
-    /// events that should exist by then (in time order), runs the campaign's
+    /// events that should exist by then (in time order), runs the campaigns'
     /// due steps and drops events that left the window.
     pub(crate) fn advance(&mut self, now: SystemTime) {
         let window_start = now.checked_sub(WINDOW).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -248,7 +312,7 @@ impl Simulation {
                 _ => break,
             }
         }
-        self.run_campaign(now);
+        self.run_campaigns(now);
         self.expire_before(window_start);
     }
 
@@ -281,13 +345,16 @@ impl Simulation {
         self.users
     }
 
-    /// The user at `index` as it is now, campaign enrolment included.
+    /// The user at `index` as it is now, what the campaigns changed included.
     pub(crate) fn user(&self, index: usize) -> User {
-        let user = User::generate(self.seed, index, self.started);
-        match self.campaign.enrolled.get(&index) {
-            Some(at) => user.enrolled(*at),
-            None => user,
+        let mut user = User::generate(self.seed, index, self.started);
+        if let Some(at) = self.campaign.changed.get(&index) {
+            user = user.enrolled(*at);
         }
+        if let Some(at) = self.passkeys.changed.get(&index) {
+            user = user.with_passkey(*at);
+        }
+        user
     }
 
     /// One page of users from `cursor` (a user index), and the cursor of the
@@ -324,7 +391,7 @@ impl Simulation {
             rows: self
                 .events
                 .range(start..end)
-                .map(|e| e.row(include_unknown))
+                .map(|e| e.row(include_unknown, self.event_time_lag))
                 .collect(),
             next: self.events.get(end).map(|e| e.seq),
             seqs: self
@@ -336,7 +403,7 @@ impl Simulation {
         }
     }
 
-    /// Marks the events with `seq` in `first..=last` as listed.
+    /// Marks the events with `seq` in `first..=last` as listed (nothing when `last < first`).
     pub(crate) fn mark_listed(&mut self, (first, last): (u64, u64)) {
         let start = self.events.partition_point(|e| e.seq < first);
         for event in self.events.range_mut(start..) {
@@ -511,59 +578,65 @@ impl Simulation {
         self.push(at, event);
     }
 
-    /// Runs the campaign steps due by `now`. Step `k` (at `k` x
-    /// [`CAMPAIGN_STEP`] after start) enrols as many users as the hourly rate
-    /// accrued since step `k - 1`, picked at random from those who still lack
-    /// SSPR or MFA registration; the picks depend only on seed and `k`.
-    fn run_campaign(&mut self, now: SystemTime) {
-        let per_hour = self.campaign.per_hour;
-        if per_hour <= 0.0 || self.users == 0 {
+    /// Runs the steps of both campaigns due by `now`, in time order (the
+    /// registration campaign first at the same instant), so that the users
+    /// depend only on seed and elapsed time, not on when Graph was asked.
+    fn run_campaigns(&mut self, now: SystemTime) {
+        if self.users == 0 {
             return;
         }
-        let target =
-            |step: u64| (per_hour * (step * CAMPAIGN_STEP.as_secs()) as f64 / 3600.0) as usize;
         loop {
-            let step = self.campaign.steps_done + 1;
-            let Some(at) = u32::try_from(step)
-                .ok()
-                .and_then(|k| CAMPAIGN_STEP.checked_mul(k))
-                .and_then(|offset| self.started.checked_add(offset))
-            else {
-                return;
+            let registration = self.campaign.due(self.started, now);
+            let passkeys = self.passkeys.due(self.started, now);
+            let (is_passkeys, (step, at)) = match (registration, passkeys) {
+                (Some(r), Some(p)) if p.1 < r.1 => (true, p),
+                (Some(r), _) => (false, r),
+                (None, Some(p)) => (true, p),
+                (None, None) => return,
             };
-            if at > now {
-                return;
-            }
-            self.campaign.steps_done = step;
-            let mut wanted = target(step)
-                .saturating_sub(target(step - 1))
-                .min(self.users);
-            let mut rng = SplitMix(mix(self.seed, STREAM_CAMPAIGN, step));
-            let mut attempts = wanted.saturating_mul(CAMPAIGN_ATTEMPTS);
+            let users = self.users;
+            let campaign = self.campaign_mut(is_passkeys);
+            campaign.steps_done = step;
+            let stream = campaign.stream;
+            let (mut wanted, mut attempts) = campaign.wanted(step, users);
+            let mut rng = SplitMix(mix(self.seed, stream, step));
             while wanted > 0 && attempts > 0 {
                 attempts -= 1;
                 let index = rng.random_range(0..self.users);
                 let before = self.user(index);
-                if before.needs_enrolment() {
-                    self.enrol(index, before, at);
+                let wants = if is_passkeys {
+                    before.phone_only()
+                } else {
+                    before.needs_enrolment()
+                };
+                if wants {
+                    self.change(index, before, at, is_passkeys);
                     wanted -= 1;
                 }
             }
         }
     }
 
-    fn enrol(&mut self, index: usize, before: User, at: SystemTime) {
-        let after = before.enrolled(at);
+    fn campaign_mut(&mut self, is_passkeys: bool) -> &mut Campaign {
+        if is_passkeys {
+            &mut self.passkeys
+        } else {
+            &mut self.campaign
+        }
+    }
+
+    fn change(&mut self, index: usize, before: User, at: SystemTime, is_passkeys: bool) {
+        self.campaign_mut(is_passkeys).changed.insert(index, at);
+        let after = self.user(index);
         if let Some(census) = self.census.as_mut() {
             census.remove(&before);
             census.add(&after);
         }
-        self.campaign.enrolled.insert(index, at);
     }
 }
 
 impl StoredEvent {
-    fn row(&self, include_unknown: bool) -> EventRow<'_> {
+    fn row(&self, include_unknown: bool, lag: Duration) -> EventRow<'_> {
         let e = &self.event;
         EventRow {
             id: &self.id,
@@ -573,7 +646,7 @@ impl StoredEvent {
             is_success: e.is_success,
             auth_method: visible(&e.auth_method, USAGE_EVOLVABLE, include_unknown),
             failure_reason: &e.failure_reason,
-            event_date_time: rfc3339(self.at),
+            event_date_time: rfc3339(self.at.checked_sub(lag).unwrap_or(self.at)),
         }
     }
 }

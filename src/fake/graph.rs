@@ -1,6 +1,6 @@
 //! Request handling: the Entra token endpoint, the four legacy beta reports,
-//! their successors under `/reports/authenticationMethods`, and group member
-//! lists.
+//! their successors under `/reports/authenticationMethods`, group member
+//! lists and the authentication methods policy.
 //!
 //! Order of checks for a Graph request: count it, check the bearer token,
 //! answer a retired path, apply a queued fault, then route. Faults therefore
@@ -17,8 +17,8 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName,
+    HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::data::{Simulation, rfc3339, uuid_like};
 use super::groups::{member_page, transitive_members};
-use super::server::FakeResponse;
+use super::server::{FakeResponse, ResetConnection};
 use super::stats;
 use super::users::{UserRoles, UserTypes, user_id};
 use super::{FakeGroup, Fault, LoggedRequest};
@@ -81,10 +81,12 @@ pub(crate) struct State {
     retired: Vec<(Scope, String, u16)>,
     /// Every request in order, when asked for.
     pub(crate) log: Option<Vec<LoggedRequest>>,
+    /// What `/policies/authenticationMethodsPolicy` answers, in every tenant.
+    pub(crate) policy: Value,
 }
 
 impl State {
-    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool) -> Self {
+    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool, policy: Value) -> Self {
         State {
             sims,
             tokens: HashMap::new(),
@@ -93,6 +95,7 @@ impl State {
             faults: Vec::new(),
             retired: Vec::new(),
             log: record_requests.then(Vec::new),
+            policy,
         }
     }
 
@@ -131,6 +134,14 @@ impl State {
     /// Lifts the retirement of `key`, in every tenant it was retired for.
     pub(crate) fn restore(&mut self, key: &str) {
         self.retired.retain(|(_, k, _)| k != key);
+    }
+
+    pub(crate) fn queued_faults(&self, key: &str) -> usize {
+        self.faults
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, queue)| queue.len())
+            .sum()
     }
 
     pub(crate) fn clear_faults(&mut self) -> usize {
@@ -172,6 +183,14 @@ impl State {
             .then(|| self.take_fault(target, tenant))
             .flatten();
         (retired, fault)
+    }
+
+    /// Makes every token issued so far expire now.
+    pub(crate) fn expire_tokens(&mut self) {
+        let now = Instant::now();
+        for (expiry, _) in self.tokens.values_mut() {
+            *expiry = now;
+        }
     }
 
     /// The tenant index of a token the fake issued that has not expired.
@@ -250,8 +269,17 @@ struct Reply {
     content_type: &'static str,
     body: Bytes,
     headers: Vec<(HeaderName, String)>,
+    delivery: Delivery,
+}
+
+/// How a reply goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Whole,
     /// Announce the whole body but send only its first half, then close the connection.
-    cut_short: bool,
+    CutShort,
+    /// Close the connection without answering.
+    Reset,
 }
 
 impl Reply {
@@ -261,7 +289,7 @@ impl Reply {
             content_type: GRAPH_JSON,
             body: Bytes::from(body.to_string()),
             headers: Vec::new(),
-            cut_short: false,
+            delivery: Delivery::Whole,
         }
     }
 
@@ -287,7 +315,7 @@ impl Reply {
 
     fn into_response(self, ids: &Ids, is_legacy_report: bool) -> FakeResponse {
         let whole = self.body.len();
-        let body = if self.cut_short {
+        let body = if self.delivery == Delivery::CutShort {
             // A stream has no known size, so hyper trusts the Content-Length below. It sends
             // the half (the pause lets it reach the wire), finds the body ended early and
             // closes the connection.
@@ -302,11 +330,15 @@ impl Reply {
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
+        if self.delivery == Delivery::Reset {
+            resp.extensions_mut().insert(ResetConnection);
+        }
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        if self.cut_short {
+        if self.delivery == Delivery::CutShort {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(whole));
         }
+
         let mut common = vec![
             (
                 HeaderName::from_static("request-id"),
@@ -363,7 +395,11 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
             tenant: tenant.and_then(|index| shared.tenant_ids.get(index).cloned()),
             target: raw,
             at: arrived,
-            status: response.status().as_u16(),
+            // 0: closed unanswered.
+            status: match response.extensions().get::<ResetConnection>() {
+                Some(_) => 0,
+                None => response.status().as_u16(),
+            },
         });
     }
     response
@@ -393,49 +429,141 @@ enum Reshape {
     Empty,
     NoNextLink,
     Truncate,
+    Oversize {
+        bytes: usize,
+        gzip: bool,
+    },
+    BadRow {
+        field: String,
+        value: Option<Value>,
+    },
+}
+
+/// Which rows of a reshaped answer still reach the client whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowsKept {
+    All,
+    AllButLast,
+    None,
 }
 
 impl Reshape {
     /// Applies the change to `reply`, whose request was for `own_url`. Returns the reply and
-    /// whether the rows it had still reach the client whole.
-    fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, bool) {
+    /// which of the rows it had still reach the client whole.
+    fn apply(self, mut reply: Reply, own_url: &str) -> (Reply, RowsKept) {
         if let Reshape::Truncate = self {
-            reply.cut_short = true;
-            return (reply, false);
+            reply.delivery = Delivery::CutShort;
+            return (reply, RowsKept::None);
+        }
+        if let Reshape::Oversize { bytes, gzip } = self {
+            return (oversize(reply, bytes, gzip), RowsKept::None);
         }
         let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
-            return (reply, false);
+            return (reply, RowsKept::None);
         };
         let rows_kept = match self {
             Reshape::NextLink(url) => {
                 set_next_link(&mut body, url);
-                true
+                RowsKept::All
             }
             Reshape::LoopNextLink => {
                 set_next_link(&mut body, own_url.to_owned());
-                true
+                RowsKept::All
             }
             Reshape::NoNextLink => {
                 remove_key(&mut body, "@odata.nextLink");
-                true
+                RowsKept::All
             }
             Reshape::Empty => {
                 remove_key(&mut body, "@odata.nextLink");
                 set_value(&mut body, "value", Value::Array(Vec::new()));
-                false
+                RowsKept::None
             }
             Reshape::EmptyWithNextLink => {
                 if body.get("@odata.nextLink").is_none() {
                     set_next_link(&mut body, own_url.to_owned());
                 }
                 set_value(&mut body, "value", Value::Array(Vec::new()));
-                false
+                RowsKept::None
             }
-            Reshape::Truncate => false,
+            Reshape::Truncate | Reshape::Oversize { .. } => RowsKept::None,
+            Reshape::BadRow { field, value } => {
+                match last_row(&mut body).and_then(Value::as_object_mut) {
+                    Some(row) => {
+                        match value {
+                            Some(value) => row.insert(field, value),
+                            None => row.remove(&field),
+                        };
+                        RowsKept::AllButLast
+                    }
+                    None => RowsKept::All,
+                }
+            }
         };
         reply.body = Bytes::from(body.to_string());
         (reply, rows_kept)
     }
+}
+
+/// `reply`'s page grown to at least `bytes`: its rows repeated (whitespace for a page without
+/// rows), its other fields kept, so that it stays a valid page; gzip-compressed if asked, as a
+/// proxy may send it.
+fn oversize(mut reply: Reply, bytes: usize, gzip: bool) -> Reply {
+    let Ok(Value::Object(mut page)) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply;
+    };
+    let rows: Vec<String> = match page.remove("value") {
+        Some(Value::Array(rows)) => rows.iter().map(Value::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let rest = Value::Object(page).to_string();
+    let mut body = Vec::with_capacity(bytes + rest.len() + 64);
+    body.extend_from_slice(b"{\"value\":[");
+    let mut rows = rows.iter().cycle();
+    let mut first = true;
+    while body.len() < bytes {
+        match rows.next() {
+            Some(row) => {
+                if !first {
+                    body.push(b',');
+                }
+                body.extend_from_slice(row.as_bytes());
+                first = false;
+            }
+            None => body.resize(bytes, b' '),
+        }
+    }
+    body.push(b']');
+    // The rest of the page's fields, after its rows.
+    match rest.strip_prefix('{').filter(|fields| *fields != "}") {
+        Some(fields) => {
+            body.push(b',');
+            body.extend_from_slice(fields.as_bytes());
+        }
+        None => body.push(b'}'),
+    }
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if std::io::Write::write_all(&mut encoder, &body).is_ok()
+            && let Ok(compressed) = encoder.finish()
+        {
+            body = compressed;
+            reply = reply.with_header(CONTENT_ENCODING, "gzip");
+        }
+    }
+    reply.body = Bytes::from(body);
+    reply
+}
+
+/// The last row of a page's `value`, or of a single document's first list.
+fn last_row(body: &mut Value) -> Option<&mut Value> {
+    let object = body.as_object_mut()?;
+    let list = if object.contains_key("value") {
+        object.get_mut("value")
+    } else {
+        object.values_mut().find(|v| v.is_array())
+    }?;
+    list.as_array_mut()?.last_mut()
 }
 
 /// Error body shape: clients parse Entra and Graph errors differently
@@ -483,7 +611,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
                     content_type: GRAPH_JSON,
                     body: Bytes::from(body),
                     headers: Vec::new(),
-                    cut_short: false,
+                    delivery: Delivery::Whole,
                 }
             };
             if let Some(retry_after) = retry_after {
@@ -496,7 +624,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
             content_type: GRAPH_JSON,
             body: Bytes::from_static(br#"{"value":[{"id":"0f1e2d3c-","feature":"res"#),
             headers: Vec::new(),
-            cut_short: false,
+            delivery: Delivery::Whole,
         }),
         Some(Fault::ForeignNextLink(url)) => FaultEffect::Reshape(Reshape::NextLink(url)),
         Some(Fault::Delay(delay)) => {
@@ -504,10 +632,20 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
             FaultEffect::None
         }
         Some(Fault::TruncatedBody) => FaultEffect::Reshape(Reshape::Truncate),
+        Some(Fault::Reset) => FaultEffect::Answer(Reply {
+            delivery: Delivery::Reset,
+            ..Reply::json(StatusCode::OK, &Value::Null)
+        }),
+        Some(Fault::OversizedPage { bytes, gzip }) => {
+            FaultEffect::Reshape(Reshape::Oversize { bytes, gzip })
+        }
         Some(Fault::NextLinkLoop) => FaultEffect::Reshape(Reshape::LoopNextLink),
         Some(Fault::EmptyPageWithNextLink) => FaultEffect::Reshape(Reshape::EmptyWithNextLink),
         Some(Fault::EmptyCollection) => FaultEffect::Reshape(Reshape::Empty),
         Some(Fault::NoNextLink) => FaultEffect::Reshape(Reshape::NoNextLink),
+        Some(Fault::BadRow { field, value }) => {
+            FaultEffect::Reshape(Reshape::BadRow { field, value })
+        }
     }
 }
 
@@ -751,6 +889,8 @@ enum Route {
     PasswordChanges,
     /// `/groups/{id}/transitiveMembers[/microsoft.graph.user]`.
     GroupMembers(Version, String),
+    /// `/policies/authenticationMethodsPolicy`.
+    Policy(Version),
     /// A known report called with an argument Graph rejects.
     BadArgument {
         legacy: bool,
@@ -766,6 +906,14 @@ impl Route {
             if let Some(rest) = strip_prefix_ci(trimmed, &format!("/{}/groups/", version.as_str()))
             {
                 return Route::group(version, rest).ok_or_else(|| unknown_segment(trimmed));
+            }
+            if let Some(rest) =
+                strip_prefix_ci(trimmed, &format!("/{}/policies/", version.as_str()))
+            {
+                return match rest.eq_ignore_ascii_case("authenticationMethodsPolicy") {
+                    true => Ok(Route::Policy(version)),
+                    false => Err(unknown_segment(trimmed)),
+                };
             }
         }
         let (version, rest) = if let Some(rest) = strip_prefix_ci(trimmed, "/beta/reports/") {
@@ -1064,13 +1212,19 @@ async fn graph(
         content_type: GRAPH_JSON,
         body,
         headers: Vec::new(),
-        cut_short: false,
+        delivery: Delivery::Whole,
     };
     let (reply, rows_kept) = match reshape {
         Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),
-        None => (reply, true),
+        None => (reply, RowsKept::All),
     };
-    if let Some(seqs) = listed.filter(|_| rows_kept)
+    let listed = listed.and_then(|(first, last)| match rows_kept {
+        RowsKept::All => Some((first, last)),
+        // Events are listed in seq order, so the last row is the one with the last seq.
+        RowsKept::AllButLast => last.checked_sub(1).map(|before| (first, before)),
+        RowsKept::None => None,
+    });
+    if let Some(seqs) = listed
         && let Some(sim) = shared.lock().sims.get_mut(tenant)
     {
         sim.mark_listed(seqs);
@@ -1331,6 +1485,11 @@ fn report(
             Collection {
                 value: stats::password_changes(sim, now),
             },
+            None,
+        ),
+        Route::Policy(version) => encode(
+            metadata(version, "policies/authenticationMethodsPolicy/$entity"),
+            state.policy.clone(),
             None,
         ),
         Route::GroupMembers(version, id) => {

@@ -26,6 +26,9 @@
 //!   `{"id": …}` rows): the users of [`FakeGraphOptions::groups`], nested
 //!   groups included, each user once; 404 `Request_ResourceNotFound` for an
 //!   unknown or deleted group
+//! - `GET /{v}/policies/authenticationMethodsPolicy`: one object, the same in
+//!   every tenant; the demo's (SMS enabled, the campaign on, an unknown
+//!   method) until [`FakeGraph::set_policy`]
 //!
 //! Every view derives from the same simulated users and usage events:
 //! `usersRegisteredBy*` equal the aggregated `userRegistrationDetails`,
@@ -58,7 +61,9 @@
 //!
 //! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
-//! off on the wire, invalid JSON, paging loops, empty or shortened lists),
+//! off on the wire, connections reset unanswered, invalid JSON, paging loops,
+//! empty or shortened lists, oversized pages, rows a client cannot parse),
+//! [`FakeGraph::expire_tokens`],
 //! [`FakeGraph::retire`] and [`FakeGraph::restore`] (errors until lifted, the
 //! token endpoint included), in every tenant or, with
 //! [`FakeGraph::inject_for`] and [`FakeGraph::retire_for`], in one. They read
@@ -70,6 +75,7 @@
 mod data;
 mod graph;
 mod groups;
+mod policy;
 mod server;
 mod stats;
 pub mod tls;
@@ -122,6 +128,12 @@ pub struct FakeGraphOptions {
     /// during the first 5 minutes), and every registration report shows it.
     /// Deterministic from seed and elapsed time; 0 keeps registrations fixed.
     pub registration_drift_per_hour: f64,
+    /// A passkey campaign ahead of the SMS and voice retirement: users who
+    /// only have a phone (as their strongest MFA method, or to reset their
+    /// password) register a passkey in Microsoft Authenticator at about this
+    /// rate, in steps a minute apart, the first one a minute after start.
+    /// Deterministic from seed and elapsed time; 0 keeps them as they are.
+    pub passkey_campaign_per_hour: f64,
     /// What the usage events do over time.
     pub scenario: Scenario,
     /// Groups for the member lists; the default is the demo's.
@@ -130,6 +142,10 @@ pub struct FakeGraphOptions {
     pub tenants: usize,
     /// Keep a log of every request, in order of arrival ([`FakeGraph::request_log`]).
     pub record_requests: bool,
+    /// How far behind the wall clock Graph's usage events are dated: every event's
+    /// `eventDateTime` is its creation time less this, so the whole 30-day window lags too,
+    /// as with stale report data or an exporter whose clock runs fast. Zero by default.
+    pub event_time_lag: Duration,
 }
 
 /// A group of the simulated tenant.
@@ -175,10 +191,12 @@ impl Default for FakeGraphOptions {
             events_per_minute: 6.0,
             initial_events: 200,
             registration_drift_per_hour: 30.0,
+            passkey_campaign_per_hour: 6.0,
             scenario: Scenario::Steady,
             groups: groups::demo_groups(USERS),
             tenants: 1,
             record_requests: false,
+            event_time_lag: Duration::ZERO,
         }
     }
 }
@@ -193,7 +211,7 @@ pub struct LoggedRequest {
     pub target: String,
     /// When the request arrived.
     pub at: std::time::Instant,
-    /// The status answered.
+    /// The status answered; 0 for a connection closed unanswered ([`Fault::Reset`]).
     pub status: u16,
 }
 
@@ -239,6 +257,20 @@ pub enum Fault {
     EmptyCollection,
     /// The normal page without its `@odata.nextLink`: the list ends early, a shorter window.
     NoNextLink,
+    /// The connection closes before any answer, as when it is reset.
+    Reset,
+    /// The normal page grown to at least `bytes` bytes by repeating its rows (a valid page),
+    /// sent with its `Content-Length`, or gzip-compressed (`Content-Encoding: gzip`, so only
+    /// the decoded size tells), as a misbehaving proxy might.
+    OversizedPage { bytes: usize, gzip: bool },
+    /// The normal response with its last row spoiled so that a client cannot parse it: `field`
+    /// set to `value`, or removed when `value` is `None` (a `null` `isSuccess`, an `id` of the
+    /// wrong type, a missing `id`). In a single document (`usersRegisteredBy*`) the row is the
+    /// last one of its first list. A spoiled usage event does not count as listed.
+    BadRow {
+        field: String,
+        value: Option<serde_json::Value>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +323,11 @@ impl FakeGraph {
                 "registration_drift_per_hour must be a finite number >= 0",
             ));
         }
+        if !(opts.passkey_campaign_per_hour.is_finite() && opts.passkey_campaign_per_hour >= 0.0) {
+            return Err(FakeError::InvalidOptions(
+                "passkey_campaign_per_hour must be a finite number >= 0",
+            ));
+        }
         if opts.tenants == 0 {
             return Err(FakeError::InvalidOptions("tenants must be at least 1"));
         }
@@ -327,7 +364,11 @@ impl FakeGraph {
             max_page_size: opts.max_page_size,
             token_lifetime: opts.token_lifetime,
             groups: opts.groups.clone(),
-            state: Mutex::new(State::new(sims, opts.record_requests)),
+            state: Mutex::new(State::new(
+                sims,
+                opts.record_requests,
+                policy::demo_policy(&opts.groups),
+            )),
         });
         let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
             let shared = Arc::clone(&shared);
@@ -441,6 +482,24 @@ impl FakeGraph {
     /// again (e.g. a token endpoint that refused for a while).
     pub fn restore(&self, path_contains: &str) {
         self.shared.lock().restore(path_contains);
+    }
+
+    /// From now on `/policies/authenticationMethodsPolicy` answers `policy` (without
+    /// `@odata.context`, which the fake adds), in every tenant.
+    pub fn set_policy(&self, policy: serde_json::Value) {
+        self.shared.lock().policy = policy;
+    }
+
+    /// Makes every token issued so far expire now, as when Entra revokes them or the client's
+    /// clock runs behind: Graph answers 401 to them.
+    pub fn expire_tokens(&self) {
+        self.shared.lock().expire_tokens();
+    }
+
+    /// Faults queued under `path_contains` (as given to [`inject`](Self::inject) or
+    /// [`inject_for`](Self::inject_for)) that have not fired yet.
+    pub fn queued_faults(&self, path_contains: &str) -> usize {
+        self.shared.lock().queued_faults(path_contains)
     }
 
     /// Drops every queued fault; returns how many had not fired yet.

@@ -22,6 +22,11 @@ use super::FakeError;
 
 pub(crate) type FakeResponse = Response<BoxBody<Bytes, Infallible>>;
 
+/// A response extension: close the connection instead of sending the response.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("connection reset by the fake")]
+pub(crate) struct ResetConnection;
+
 /// Binds `127.0.0.1` on a port the OS picks. Separate from
 /// [`spawn_tls_server`] because handlers need the URL before serving.
 pub(crate) async fn bind_loopback() -> Result<(TcpListener, SocketAddr), FakeError> {
@@ -79,7 +84,14 @@ where
                 };
                 let service = service_fn(move |req| {
                     let fut = handler(req);
-                    async move { Ok::<_, Infallible>(fut.await) }
+                    async move {
+                        let response = fut.await;
+                        // A service error makes hyper drop the connection unanswered.
+                        match response.extensions().get::<ResetConnection>() {
+                            Some(reset) => Err(*reset),
+                            None => Ok(response),
+                        }
+                    }
                 });
                 if let Err(err) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls_stream), service)

@@ -10,11 +10,12 @@ use super::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// No automatic events and no registration campaign: fully deterministic.
+/// No automatic events and no campaigns: fully deterministic.
 fn quiet() -> FakeGraphOptions {
     FakeGraphOptions {
         events_per_minute: 0.0,
         registration_drift_per_hour: 0.0,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     }
 }
@@ -438,6 +439,97 @@ async fn one_shot_faults_fire_once_in_order() -> TestResult {
     assert!(body["error_codes"].is_array());
     let resp = token_response(&fake, &client, fake.client_secret()).await?;
     assert_eq!(resp.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn resets_oversized_pages_and_expired_tokens() -> TestResult {
+    let (fake, client) = start(FakeGraphOptions {
+        users: 30,
+        page_size: 10,
+        record_requests: true,
+        ..quiet()
+    })
+    .await?;
+    // A reset: the token endpoint closes the connection unanswered, once.
+    fake.inject("oauth2/v2.0/token", Fault::Reset);
+    assert!(
+        token_response(&fake, &client, fake.client_secret())
+            .await
+            .is_err()
+    );
+    let issued = token(&fake, &client).await?;
+    let statuses: Vec<u16> = fake.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [0, 200]);
+
+    let url = format!(
+        "{}/v1.0/reports/authenticationMethods/userRegistrationDetails",
+        fake.base_url()
+    );
+    let normal = get_json(&client, &issued, &url).await?;
+    let rows = normal["value"].as_array().ok_or("no value")?.clone();
+    const BYTES: usize = 2 << 20;
+
+    // Oversized, announced by its Content-Length: the page's rows over and over, then its
+    // nextLink, so it is still a valid page.
+    fake.inject(
+        "userRegistrationDetails",
+        Fault::OversizedPage {
+            bytes: BYTES,
+            gzip: false,
+        },
+    );
+    let resp = get(&client, &issued, &url).await?;
+    assert!(resp.content_length().ok_or("no length")? >= BYTES as u64);
+    let page: Value = resp.json().await?;
+    let big = page["value"].as_array().ok_or("no value")?;
+    assert!(big.len() > 100 * rows.len(), "{}", big.len());
+    assert_eq!(big[rows.len()], rows[0]);
+    assert_eq!(page["@odata.nextLink"], normal["@odata.nextLink"]);
+
+    // Gzip-compressed: small on the wire, as large once decoded.
+    fake.inject(
+        "userRegistrationDetails",
+        Fault::OversizedPage {
+            bytes: BYTES,
+            gzip: true,
+        },
+    );
+    let raw = Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(fake.ca_pem().as_bytes())?])
+        .no_gzip()
+        .build()?;
+    let resp = get(&raw, &issued, &url).await?;
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let compressed = resp.bytes().await?;
+    assert!(compressed.len() < BYTES / 10, "{}", compressed.len());
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut decoded,
+    )?;
+    assert!(decoded.len() >= BYTES);
+    let page: Value = serde_json::from_slice(&decoded)?;
+    assert_eq!(page["value"][0], rows[0]);
+    // One page each.
+    assert_eq!(get_json(&client, &issued, &url).await?, normal);
+
+    // A reset Graph request, then the same request answered.
+    fake.inject("userRegistrationDetails", Fault::Reset);
+    assert!(get(&client, &issued, &url).await.is_err());
+    assert_eq!(get(&client, &issued, &url).await?.status(), StatusCode::OK);
+
+    // Expired tokens are refused until a new one is issued.
+    fake.expire_tokens();
+    let resp = get(&client, &issued, &url).await?;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await?;
+    assert_eq!(
+        body["error"]["message"],
+        "Access token has expired or is not yet valid."
+    );
+    let fresh = token(&fake, &client).await?;
+    assert_eq!(get(&client, &fresh, &url).await?.status(), StatusCode::OK);
     Ok(())
 }
 
@@ -1287,7 +1379,10 @@ async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> Tes
     // Faults can be dropped before they fire; a retired path can be restored.
     fake.inject("userEventsSummary", Fault::InvalidJson);
     fake.inject("userEventsSummary", Fault::EmptyCollection);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 2);
+    assert_eq!(fake.queued_faults("userCredentialUsageDetails"), 0);
     assert_eq!(fake.clear_faults(), 2);
+    assert_eq!(fake.queued_faults("userEventsSummary"), 0);
     assert_eq!(
         page_ids(&get_json(&client, &token, &first).await?).len(),
         10
@@ -1298,6 +1393,79 @@ async fn paging_faults_reshape_answers_and_only_whole_pages_list_events() -> Tes
     fake.restore("oauth2/v2.0/token");
     let resp = token_response(&fake, &client, fake.client_secret()).await?;
     assert_eq!(resp.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_row_spoils_the_last_row_which_is_not_listed_and_dates_can_lag() -> TestResult {
+    let lag = Duration::from_secs(13 * 24 * 3600);
+    let (fake, client) = start(FakeGraphOptions {
+        initial_events: 25,
+        page_size: 10,
+        max_page_size: 10,
+        event_time_lag: lag,
+        ..quiet()
+    })
+    .await?;
+    let token = token(&fake, &client).await?;
+    let base = fake.base_url();
+    let first = format!("{base}/beta/{AM}/userEventsSummary?$top=1000");
+
+    fake.inject(
+        "userEventsSummary",
+        Fault::BadRow {
+            field: "isSuccess".into(),
+            value: Some(Value::Null),
+        },
+    );
+    let page = get_json(&client, &token, &first).await?;
+    let rows = page["value"].as_array().ok_or("no rows")?;
+    assert_eq!(rows.len(), 10);
+    assert!(rows[..9].iter().all(|r| r["isSuccess"].is_boolean()));
+    assert!(rows[9]["isSuccess"].is_null());
+    let listed = fake.listed_usage_events();
+    assert_eq!(listed.len(), 9, "the spoiled event is not listed");
+    assert!(!listed.contains(rows[9]["id"].as_str().ok_or("no id")?));
+    assert!(
+        page["@odata.nextLink"].is_string(),
+        "the page is otherwise whole"
+    );
+
+    // Every event is dated 13 days and more before now, and the window lags with it.
+    let now = SystemTime::now();
+    let (rows, _) = all_pages(&client, &token, &first).await?;
+    assert_eq!(rows.len(), 25);
+    for row in &rows {
+        let text = row["eventDateTime"].as_str().ok_or("no date")?;
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)?;
+        let age = now.duration_since(SystemTime::from(at))?;
+        assert!(age >= lag - Duration::from_secs(1), "{text}");
+        assert!(
+            age <= lag + data::WINDOW + Duration::from_secs(60),
+            "{text}"
+        );
+    }
+    assert_eq!(fake.listed_usage_events().len(), 25);
+
+    // A missing field, in a single document's list.
+    fake.inject(
+        "usersRegisteredByMethod",
+        Fault::BadRow {
+            field: "userCount".into(),
+            value: None,
+        },
+    );
+    let summary = get_json(
+        &client,
+        &token,
+        &format!("{base}/v1.0/{AM}/usersRegisteredByMethod"),
+    )
+    .await?;
+    let counts = summary["userRegistrationMethodCounts"]
+        .as_array()
+        .ok_or("no list")?;
+    assert!(counts.last().ok_or("empty")?.get("userCount").is_none());
+    assert!(counts[0]["userCount"].is_u64());
     Ok(())
 }
 
@@ -1418,6 +1586,7 @@ fn rescan(sim: &data::Simulation) -> users::Totals {
 fn the_registration_campaign_enrols_users_in_steps() {
     let opts = FakeGraphOptions {
         users: 2_000,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     };
     let all = |census: &users::Census| census.select(users::UserTypes::All, users::UserRoles::All);
@@ -1462,6 +1631,164 @@ fn the_registration_campaign_enrols_users_in_steps() {
     let mut twin = data::Simulation::new(&opts, start);
     twin.advance(hour_later);
     assert_eq!(rows(&twin), now);
+}
+
+#[tokio::test]
+async fn the_authentication_methods_policy_is_one_object_tests_may_replace() -> TestResult {
+    let (fake, client) = start(quiet()).await?;
+    let token = token(&fake, &client).await?;
+    let url = |version: &str| {
+        format!(
+            "{}/{version}/policies/authenticationMethodsPolicy",
+            fake.base_url()
+        )
+    };
+    let policy = get_json(&client, &token, &url("v1.0")).await?;
+    assert!(
+        policy["@odata.context"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("$metadata#policies/authenticationMethodsPolicy/$entity"))
+    );
+    assert!(policy.get("value").is_none() && policy.get("@odata.nextLink").is_none());
+    let configurations = policy["authenticationMethodConfigurations"]
+        .as_array()
+        .ok_or("no configurations")?;
+    let state = |id: &str| {
+        configurations
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["state"].clone())
+    };
+    // The demo's story: SMS on, voice off, the campaign on, one method newer than the docs.
+    assert_eq!(state("Sms"), Some("enabled".into()));
+    assert_eq!(state("Voice"), Some("disabled".into()));
+    assert_eq!(state("QRCodePin"), Some("disabled".into()));
+    assert_eq!(
+        policy["registrationEnforcement"]["authenticationMethodsRegistrationCampaign"]["state"],
+        "enabled"
+    );
+    // Groups scope methods by their real ids; the helpdesk may sign in with SMS.
+    let sms = configurations
+        .iter()
+        .find(|c| c["id"] == "Sms")
+        .ok_or("no Sms")?;
+    let helpdesk = &fake.groups()[3];
+    assert_eq!(helpdesk.name, "helpdesk");
+    assert!(
+        sms["includeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["id"] == helpdesk.id.as_str() && t["isUsableForSignIn"] == true)
+    );
+    assert_eq!(get_json(&client, &token, &url("beta")).await?, {
+        let mut beta = policy.clone();
+        beta["@odata.context"] = policy["@odata.context"]
+            .as_str()
+            .map(|c| c.replace("/v1.0/", "/beta/"))
+            .into();
+        beta
+    });
+
+    fake.set_policy(serde_json::json!({"policyMigrationState": "migrationComplete"}));
+    let replaced = get_json(&client, &token, &url("v1.0")).await?;
+    assert_eq!(replaced["policyMigrationState"], "migrationComplete");
+    assert!(replaced.get("authenticationMethodConfigurations").is_none());
+
+    let other = format!(
+        "{}/v1.0/policies/conditionalAccessPolicies",
+        fake.base_url()
+    );
+    assert_eq!(
+        get(&client, &token, &other).await?.status(),
+        StatusCode::BAD_REQUEST
+    );
+    Ok(())
+}
+
+#[test]
+fn the_passkey_campaign_moves_phone_only_users_to_passkeys() {
+    let opts = FakeGraphOptions {
+        users: 2_000,
+        passkey_campaign_per_hour: 60.0,
+        ..FakeGraphOptions::default()
+    };
+    let rows = |sim: &data::Simulation| -> Vec<Value> {
+        (0..sim.user_count())
+            .filter_map(|i| serde_json::to_value(sim.user(i).successor_row(opts.seed)).ok())
+            .collect()
+    };
+    let phone_only = |sim: &data::Simulation| {
+        (0..sim.user_count())
+            .filter(|i| sim.user(*i).phone_only())
+            .count()
+    };
+    let start = SystemTime::now();
+    let mut sim = data::Simulation::new(&opts, start);
+    let before = phone_only(&sim);
+    assert!(before > 200, "{before} phone-only users");
+    sim.advance(start + Duration::from_secs(59));
+    assert_eq!(phone_only(&sim), before, "nothing before the first step");
+    sim.advance(start + Duration::from_secs(60));
+    assert_eq!(phone_only(&sim), before - 1, "one user a minute");
+
+    // The registration campaign runs beside it: after an hour it has enrolled 30 users (who
+    // then have the Authenticator app), and the passkey campaign has moved 60.
+    let initial = rows(&data::Simulation::new(&opts, start));
+    let hour_later = start + Duration::from_secs(3600);
+    sim.advance(hour_later);
+    let now = rows(&sim);
+    let with_passkey: Vec<&Value> = now
+        .iter()
+        .zip(&initial)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a)
+        .filter(|row| {
+            row["methodsRegistered"]
+                .as_array()
+                .is_some_and(|m| m.contains(&"passKeyDeviceBound".into()))
+        })
+        .collect();
+    assert!(with_passkey.len() >= 60, "{}", with_passkey.len());
+    for row in &with_passkey {
+        let methods = row["methodsRegistered"].as_array().unwrap();
+        assert!(
+            methods.contains(&"microsoftAuthenticatorPush".into()),
+            "{row}"
+        );
+        assert_eq!(row["isMfaRegistered"], true);
+    }
+    assert!(
+        phone_only(&sim) <= before - 60,
+        "{} of {before}",
+        phone_only(&sim)
+    );
+    assert_eq!(
+        sim.census()
+            .select(users::UserTypes::All, users::UserRoles::All),
+        rescan(&sim),
+        "incremental totals == a fresh scan"
+    );
+
+    // The users depend on seed and elapsed time only, not on when Graph was asked.
+    let mut twin = data::Simulation::new(&opts, start);
+    for minutes in (7..60).step_by(7) {
+        twin.advance(start + Duration::from_secs(minutes * 60));
+    }
+    twin.advance(hour_later);
+    assert_eq!(rows(&twin), now);
+
+    // The demo's 250 users keep its campaign busy for hours; a week later it has moved them
+    // all, and its steps, out of candidates, cost no more than before.
+    let demo = FakeGraphOptions::default();
+    let mut demo_sim = data::Simulation::new(&demo, start);
+    let demo_phone_only = phone_only(&demo_sim);
+    assert!(
+        demo_phone_only as f64 > 3.0 * demo.passkey_campaign_per_hour,
+        "{demo_phone_only}"
+    );
+    demo_sim.advance(start + Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(phone_only(&demo_sim), 0);
 }
 
 #[test]

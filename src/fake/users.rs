@@ -85,6 +85,13 @@ const SUCCESSOR_METHODS: [(u16, &str); 14] = [
     (QR_CODE, "qrCode"),
 ];
 const PASSWORDLESS: u16 = FIDO2 | WINDOWS_HELLO | PASSKEY | AUTHENTICATOR_PASSWORDLESS;
+/// The phone methods: SMS and voice calls.
+const PHONES: u16 = MOBILE_PHONE | OFFICE_PHONE | ALTERNATE_MOBILE_PHONE;
+/// Methods of a stronger strength class than a phone.
+const STRONGER_THAN_PHONE: u16 = PASSWORDLESS | AUTHENTICATOR_PUSH | SOFTWARE_OTP | EXTERNAL;
+/// SSPR methods that need no phone network.
+const SSPR_WITHOUT_PHONE: u16 =
+    EMAIL | SECURITY_QUESTION | AUTHENTICATOR_PUSH | SOFTWARE_OTP | AUTHENTICATOR_PASSWORDLESS;
 
 /// registrationAuthMethod members with rough real-world popularity.
 const REGISTRATION_WEIGHTS: &[(u16, u32)] = &[
@@ -107,6 +114,10 @@ const MFA_ONLY_WEIGHTS: &[(u16, u32)] = &[
 ];
 /// What a registration-campaign enrolment adds: the Authenticator app and a phone.
 const CAMPAIGN_METHODS: u16 = L_APP_NOTIFICATION | L_MOBILE_PHONE;
+/// What the passkey campaign adds: a passkey in Microsoft Authenticator, which registers the
+/// app (and so its push notifications) too.
+const PASSKEY_CAMPAIGN_LEGACY: u16 = L_APP_NOTIFICATION;
+const PASSKEY_CAMPAIGN_NEWER: u16 = PASSKEY;
 
 /// Quirks of `userPreferredMethodForSecondaryAuthentication` seen in the wild.
 #[derive(Clone, Copy)]
@@ -251,6 +262,26 @@ impl User {
         self.is_capable = self.is_enabled;
         self.methods_null = false;
         self.last_updated = at;
+        self
+    }
+
+    /// Whether the user has only a phone left once SMS and voice retire: a phone is their
+    /// strongest MFA method, or their only way to reset a password.
+    pub(crate) fn phone_only(&self) -> bool {
+        let methods = self.methods();
+        let phone = methods & PHONES != 0;
+        let mfa = methods & STRONGER_THAN_PHONE == 0;
+        let sspr = self.is_registered && methods & SSPR_WITHOUT_PHONE == 0;
+        phone && (mfa || sspr)
+    }
+
+    /// The user after registering the passkey campaign's methods at `at`.
+    pub(crate) fn with_passkey(mut self, at: SystemTime) -> Self {
+        self.legacy |= PASSKEY_CAMPAIGN_LEGACY;
+        self.newer |= PASSKEY_CAMPAIGN_NEWER;
+        self.is_mfa_registered = true;
+        self.methods_null = false;
+        self.last_updated = self.last_updated.max(at);
         self
     }
 

@@ -4,12 +4,14 @@
 //! token only ever goes to the configured Graph host.
 
 mod limiter;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use azure_core::credentials::TokenCredential;
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientMethodOptions, Context};
 use backon::{ExponentialBuilder, Retryable};
 use prometheus::IntCounterVec;
 use reqwest::StatusCode;
@@ -20,6 +22,9 @@ use tracing::{debug, warn};
 use url::Url;
 
 pub use limiter::Limiter;
+pub use rows::{RowFault, Rows, parse_document};
+
+use rows::SkippedRows;
 
 use crate::config::{CredentialSetupError, GraphConfig};
 
@@ -29,9 +34,11 @@ pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Longest Graph error message kept for logs and the landing page.
 const MAX_MESSAGE_CHARS: usize = 300;
-/// Pages one poll of a report may read unless `reports.<name>.max_pages` says otherwise: a
-/// 5,000,000-user tenant is 5,006 pages of 999 users, so twice that leaves room.
-pub const DEFAULT_MAX_PAGES: u32 = 10_000;
+/// Pages one poll of a report may read unless `reports.<name>.max_pages` says otherwise: far
+/// above any tenant (999 million users at 999 a page), so that it only stops a runaway. Loops
+/// are caught sooner, by the repeated-nextLink and empty-page guards; the hashes of the links
+/// followed cost about 16 bytes a page while a poll runs.
+pub const DEFAULT_MAX_PAGES: u32 = 1_000_000;
 
 /// Why Graph will not serve a report to this tenant, as opposed to a passing failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +115,8 @@ pub enum GraphError {
         /// The report whose results would stand in.
         source_report: &'static str,
     },
+    #[error("GET {path}: the response is larger than {limit} bytes (--graph.max-response-bytes)")]
+    TooLarge { path: String, limit: usize },
     #[error("invalid @odata.nextLink {link:?}: {source}")]
     BadNextLink {
         link: String,
@@ -184,19 +193,32 @@ impl GraphError {
 
 /// One page of a Graph collection.
 #[derive(Debug, Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
 struct Page<T> {
-    value: Vec<T>,
+    value: Rows<T>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
 }
 
-/// Parses one page of a collection into its rows and its `@odata.nextLink`. Strict JSON: a
-/// malformed page is an error, never repaired.
-pub fn parse_page<T: DeserializeOwned>(
-    body: &[u8],
-) -> Result<(Vec<T>, Option<String>), serde_json::Error> {
-    let page: Page<T> = serde_json::from_slice(body)?;
-    Ok((page.value, page.next_link))
+/// One parsed page of a collection.
+#[derive(Debug)]
+pub struct ParsedPage<T> {
+    /// The rows that parse.
+    pub rows: Vec<T>,
+    pub next_link: Option<String>,
+    /// The rows that do not, skipped.
+    pub skipped: Vec<RowFault>,
+}
+
+/// Parses one page of a collection into its rows and its `@odata.nextLink`, skipping rows that
+/// do not parse. Strict JSON: a malformed page is an error, never repaired.
+pub fn parse_page<T: DeserializeOwned>(body: &[u8]) -> Result<ParsedPage<T>, serde_json::Error> {
+    let (page, skipped) = rows::parse_document::<Page<T>>(body)?;
+    Ok(ParsedPage {
+        rows: page.value.into_inner(),
+        next_link: page.next_link,
+        skipped,
+    })
 }
 
 /// Graph's error body: `{"error": {"code": "...", "message": "..."}}`.
@@ -246,15 +268,20 @@ pub struct GraphClient {
     app_limiter: Arc<Limiter>,
     tenant: String,
     requests: IntCounterVec,
+    /// `entra_exporter_report_rows_skipped_total{tenant,report}`.
+    rows_skipped: IntCounterVec,
     backoff: ExponentialBuilder,
     /// Reports whose deprecation headers were already logged at warn level.
     deprecation_logged: Mutex<HashSet<&'static str>>,
     /// Pages one poll of a report may read, where it differs from [`DEFAULT_MAX_PAGES`].
     max_pages: HashMap<String, u32>,
+    /// `--graph.max-response-bytes`.
+    max_response_bytes: usize,
 }
 
 impl GraphClient {
-    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}`; `app_limiter`
+    /// `requests` is `entra_exporter_graph_requests_total{tenant,report,code}` and
+    /// `rows_skipped` `entra_exporter_report_rows_skipped_total{tenant,report}`; `app_limiter`
     /// is shared by every tenant of the same app registration (`--graph.app-requests-per-10s`).
     pub fn new(
         tenant: &str,
@@ -262,6 +289,7 @@ impl GraphClient {
         http: reqwest::Client,
         graph: &GraphConfig,
         requests: IntCounterVec,
+        rows_skipped: IntCounterVec,
         app_limiter: Arc<Limiter>,
     ) -> Self {
         Self {
@@ -273,6 +301,7 @@ impl GraphClient {
             app_limiter,
             tenant: tenant.to_owned(),
             requests,
+            rows_skipped,
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(500))
                 .with_max_delay(Duration::from_secs(30))
@@ -280,6 +309,7 @@ impl GraphClient {
                 .with_jitter(),
             deprecation_logged: Mutex::new(HashSet::new()),
             max_pages: HashMap::new(),
+            max_response_bytes: graph.max_response_bytes,
         }
     }
 
@@ -301,7 +331,7 @@ impl GraphClient {
         Url::parse(&link).map_err(|source| GraphError::BadNextLink { link, source })
     }
 
-    /// GETs a single JSON document.
+    /// GETs a single JSON document, skipping the rows of its [`Rows`] lists that do not parse.
     pub async fn get<T: DeserializeOwned>(
         &self,
         report: &'static str,
@@ -309,17 +339,23 @@ impl GraphClient {
     ) -> Result<T, GraphError> {
         let url = self.url(path)?;
         let (body, request_id) = self.get_with_retry(report, &url).await?;
-        serde_json::from_slice(&body).map_err(|source| GraphError::Json {
-            path: url.path().to_owned(),
-            request_id,
-            source,
-        })
+        let (document, faults) =
+            rows::parse_document(&body).map_err(|source| GraphError::Json {
+                path: url.path().to_owned(),
+                request_id,
+                source,
+            })?;
+        let mut skipped = SkippedRows::default();
+        skipped.add(1, faults);
+        self.report_skipped(report, &skipped);
+        Ok(document)
     }
 
     /// GETs a collection, following `@odata.nextLink` verbatim, and hands each page's rows to
     /// `on_page` as it arrives so that callers aggregate without holding the whole collection.
-    /// A failed page is retried in place; the scan never restarts from the first page.
-    /// Returns the number of rows read.
+    /// A failed page is retried in place; the scan never restarts from the first page. Rows
+    /// that do not parse are skipped, counted and logged once per poll. Returns the number of
+    /// rows read, skipped ones included.
     ///
     /// A poll that would never end fails instead: a nextLink already followed in this poll, an
     /// empty page that still has a nextLink, or more pages than the report's `max_pages`. A
@@ -330,6 +366,20 @@ impl GraphClient {
         &self,
         report: &'static str,
         path: &str,
+        on_page: impl FnMut(Vec<T>),
+    ) -> Result<u64, GraphError> {
+        let mut skipped = SkippedRows::default();
+        let result = self.scan_pages(report, path, &mut skipped, on_page).await;
+        self.report_skipped(report, &skipped);
+        result
+    }
+
+    /// [`for_each_page`](Self::for_each_page), noting the rows it skips in `skipped`.
+    async fn scan_pages<T: DeserializeOwned>(
+        &self,
+        report: &'static str,
+        path: &str,
+        skipped: &mut SkippedRows,
         mut on_page: impl FnMut(Vec<T>),
     ) -> Result<u64, GraphError> {
         let max_pages = self
@@ -355,16 +405,16 @@ impl GraphClient {
                 }
                 Err(err) => return Err(err),
             };
-            let (values, next_link) =
-                parse_page::<T>(&body).map_err(|source| GraphError::Json {
-                    path: url.path().to_owned(),
-                    request_id,
-                    source,
-                })?;
-            let empty = values.is_empty();
-            rows += values.len() as u64;
-            on_page(values);
-            let Some(link) = next_link else {
+            let page = parse_page::<T>(&body).map_err(|source| GraphError::Json {
+                path: url.path().to_owned(),
+                request_id,
+                source,
+            })?;
+            let empty = page.rows.is_empty() && page.skipped.is_empty();
+            rows += (page.rows.len() + page.skipped.len()) as u64;
+            skipped.add(pages, page.skipped);
+            on_page(page.rows);
+            let Some(link) = page.next_link else {
                 return Ok(rows);
             };
             if empty {
@@ -422,21 +472,55 @@ impl GraphClient {
             .await
     }
 
+    /// One request, sent once more with a new token if Graph refused the first one (401): a
+    /// token can stop working before the expiry it came with (revoked, or this host's clock
+    /// behind).
     async fn get_once(
         &self,
         report: &'static str,
         url: &Url,
     ) -> Result<(bytes::Bytes, String), GraphError> {
-        // The token first: a tenant without one spends none of the budgets.
-        let token = self
-            .credential
-            .get_token(&[self.scope.as_str()], None)
+        match self.send(report, url, None).await? {
+            Sent::Body(body, request_id) => Ok((body, request_id)),
+            Sent::Unauthorized(refused, err) => {
+                debug!(error = %err, "Graph refused the token; sending the request again with a new one");
+                match self.send(report, url, Some(refused)).await? {
+                    Sent::Body(body, request_id) => Ok((body, request_id)),
+                    Sent::Unauthorized(_, err) => Err(err),
+                }
+            }
+        }
+    }
+
+    /// The tenant's token; `refused` is one Graph answered 401 to, which the credential then
+    /// replaces (it is handed back in the options' context).
+    async fn token(&self, refused: Option<AccessToken>) -> Result<AccessToken, GraphError> {
+        let options = refused.map(|token| TokenRequestOptions {
+            method_options: ClientMethodOptions {
+                context: Context::new().with_value(token),
+            },
+        });
+        self.credential
+            .get_token(&[self.scope.as_str()], options)
             .await
-            .map_err(|err| token_error(&err))?;
+            .map_err(|err| token_error(&err))
+    }
+
+    async fn send(
+        &self,
+        report: &'static str,
+        url: &Url,
+        refused: Option<AccessToken>,
+    ) -> Result<Sent, GraphError> {
+        // A token first, so that a tenant without one spends none of the budgets...
+        self.token(refused).await?;
         self.limiter.acquire().await;
         self.app_limiter.acquire().await;
         // Graph may have paused the tenant while this request waited for the app's budget.
         self.limiter.wait_out_pause().await;
+        // ...but the one sent is taken after the waits, which can outlast it (a pause lasts up
+        // to 5 minutes).
+        let token = self.token(None).await?;
         let path = url.path().to_owned();
         debug!(%path, "GET");
         let response = self
@@ -463,15 +547,20 @@ impl GraphClient {
         let headers = response.headers().clone();
         let request_id = header_str(&headers, "request-id").to_owned();
         self.log_deprecation(report, &headers, &request_id);
-        let body = response
-            .bytes()
+        let body = read_body(response, self.max_response_bytes)
             .await
-            .map_err(|source| GraphError::Transport {
-                path: path.clone(),
-                source: source.without_url(),
+            .map_err(|err| match err {
+                BodyError::TooLarge => GraphError::TooLarge {
+                    path: path.clone(),
+                    limit: self.max_response_bytes,
+                },
+                BodyError::Transport(source) => GraphError::Transport {
+                    path: path.clone(),
+                    source: source.without_url(),
+                },
             })?;
         if status.is_success() {
-            return Ok((body, request_id));
+            return Ok(Sent::Body(body, request_id));
         }
 
         let detail: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
@@ -485,28 +574,30 @@ impl GraphClient {
             }
             _ => None,
         };
-        Err(match unavailable {
-            Some(cause) => GraphError::Unavailable {
+        if let Some(cause) = unavailable {
+            return Err(GraphError::Unavailable {
                 cause,
                 path,
                 status: status.as_u16(),
                 code,
                 message,
                 request_id,
-            },
-            None => {
-                let retry_after = retry_after(&headers, SystemTime::now());
-                self.pause_if_told(status, retry_after);
-                GraphError::Http {
-                    path,
-                    status: status.as_u16(),
-                    code,
-                    message,
-                    request_id,
-                    retry_after,
-                }
-            }
-        })
+            });
+        }
+        let retry_after = retry_after(&headers, SystemTime::now());
+        self.pause_if_told(status, retry_after);
+        let err = GraphError::Http {
+            path,
+            status: status.as_u16(),
+            code,
+            message,
+            request_id,
+            retry_after,
+        };
+        match status {
+            StatusCode::UNAUTHORIZED => Ok(Sent::Unauthorized(token, err)),
+            _ => Err(err),
+        }
     }
 
     /// Graph counts the budget per app and tenant, so a 429 or 503 with `Retry-After` holds
@@ -520,6 +611,24 @@ impl GraphClient {
             let wait = wait.min(MAX_RETRY_AFTER);
             debug!(wait = ?wait, status = status.as_u16(), "Graph asks to wait; pausing every request of the tenant");
             self.limiter.pause_until(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    /// Counts a poll's skipped rows (creating the report's series at 0 on its first poll) and
+    /// logs them once, with the first one's position and field; never a value from the rows.
+    fn report_skipped(&self, report: &str, skipped: &SkippedRows) {
+        self.rows_skipped
+            .with_label_values(&[self.tenant.as_str(), report])
+            .inc_by(skipped.rows);
+        if let Some((page, fault)) = &skipped.first {
+            warn!(
+                skipped_rows = skipped.rows,
+                first_page = page,
+                first_index = fault.index,
+                field = %fault.field,
+                found = fault.found,
+                "skipped rows that cannot be parsed; the rest of the poll counts"
+            );
         }
     }
 
@@ -557,26 +666,12 @@ impl GraphClient {
     }
 }
 
-/// A token failure is worth retrying unless the token endpoint refused the request (4xx other
-/// than 429) or the credential could not be set up from its files: a wrong secret stays wrong.
+/// A token failure as a Graph error: worth asking again unless the token endpoint refused the
+/// request (4xx other than 429) or the credential could not be set up from its files.
 pub fn token_error(err: &azure_core::Error) -> GraphError {
-    let mut retryable = true;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if cause.is::<CredentialSetupError>() {
-            retryable = false;
-        }
-        if let Some(status) = cause
-            .downcast_ref::<azure_core::Error>()
-            .and_then(azure_core::Error::http_status)
-        {
-            retryable = status.is_server_error() || u16::from(status) == 429;
-        }
-        source = cause.source();
-    }
     GraphError::Token {
         message: crate::error_chain(err),
-        retryable,
+        retryable: CredentialSetupError::is_passing(err),
     }
 }
 
@@ -600,6 +695,47 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .get(name)
         .and_then(|v: &HeaderValue| v.to_str().ok())
         .unwrap_or_default()
+}
+
+/// How a request that reached Graph came back, short of an error.
+enum Sent {
+    /// A 2xx body and its request-id.
+    Body(bytes::Bytes, String),
+    /// 401 to this token.
+    Unauthorized(AccessToken, GraphError),
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// The response body, at most `limit` bytes of it as decoded (a gzip body counts as it
+/// inflates): refused at once when `Content-Length` says more, else as soon as the running count
+/// passes the limit, so no more than `limit` bytes are ever held.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    // Only an identity body announces its length: a decoded one's is unknown here.
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body: Vec<u8> =
+        Vec::with_capacity(announced.map_or(0, |length| length as usize).min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        if body.capacity() - body.len() < chunk.len() {
+            // Doubling, as a Vec would, but never past the limit.
+            let wanted = (body.capacity() * 2).clamp(body.len() + chunk.len(), limit);
+            body.reserve_exact(wanted - body.len());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(bytes::Bytes::from(body))
 }
 
 /// Error text for a single log line: newlines collapsed, length capped.

@@ -79,6 +79,15 @@ pub fn optional_flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Optio
     Ok(Option::<Flag>::deserialize(deserializer)?.map(|Flag(value)| value))
 }
 
+/// A required object id: a non-empty string. The error never quotes the value.
+pub fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    if id.is_empty() {
+        return Err(de::Error::invalid_length(0, &"a non-empty object id"));
+    }
+    Ok(id)
+}
+
 /// Text that may be null: null becomes empty.
 pub fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())

@@ -5,12 +5,14 @@
 //! Each report gets four families:
 //! - `*_window_events{feature,auth_method,status,failure_reason}`: events in the report now;
 //! - `*_events_total{...}`: each event counted once, ever. The first poll after a fresh start
-//!   only learns the window (the counter starts at zero, so a restart never fakes a spike);
-//!   later polls count each new event id once. An id is remembered for as long as Graph could
-//!   still list its event ([`RETENTION`] after its eventDateTime), not only while the last poll
-//!   listed it, so a transient empty or short list never makes old events count again. With
-//!   `--state.file` the totals, the admitted failure reasons and the remembered ids survive a
-//!   restart ([`SavedEvents`]), and the first poll after it counts what happened meanwhile;
+//!   only learns the window, whatever the dates in it (the counter starts at zero, so a restart
+//!   never fakes a spike); later polls count each new event id once. An id is remembered for as
+//!   long as Graph could still list its event ([`RETENTION`] after its eventDateTime), not only
+//!   while the last poll listed it, so a transient empty or short list never makes old events
+//!   count again; and the horizon before which events are forgotten only ever moves forward, so
+//!   an event not counted when first listed is never counted later. With `--state.file` the
+//!   totals, the admitted label values, the horizon and the remembered ids survive a restart
+//!   ([`SavedEvents`]), and the first poll after it counts what happened meanwhile;
 //! - `*_outcome_events_total{feature,status}`: the same events without method and reason. Every
 //!   (registration|reset, success|failure) series exists from the first completed poll, so a
 //!   burst under a method or reason never seen before is growth of an existing series, which
@@ -31,8 +33,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use tracing::info;
 
 use super::{BuildContext, Report, de as fields};
+use crate::config::EventLabelLimits;
 use crate::graph::{GraphClient, GraphError};
-use crate::labels::{self, BoundedLabel, UNKNOWN};
+use crate::labels::{self, BoundedLabel, OTHER, UNKNOWN};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
 
@@ -52,8 +55,9 @@ pub const GRAPH_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 /// days and for clock skew between Graph and the exporter.
 pub const RETENTION_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
 /// An event id is remembered until its eventDateTime is this much older than the newest event
-/// seen (or than now, if that is earlier). An event older than that is never counted: it was
-/// either counted already or left Graph's window long ago.
+/// seen (or than now, if that is earlier, or if no event was seen yet). An event older than
+/// that is never counted: it was either counted already, or listed before it could be, or left
+/// Graph's window long ago.
 pub const RETENTION: Duration = GRAPH_WINDOW.saturating_add(RETENTION_MARGIN);
 
 /// The metric families an [`EventCounter`] fills.
@@ -66,11 +70,12 @@ pub struct EventMetrics {
     pub recent: &'static MetricDef,
 }
 
-/// One usage event. User names and display names are not deserialized at all.
+/// One usage event. User names and display names are not deserialized at all. A row without an
+/// id cannot be counted exactly once, so it is a bad row like one without `isSuccess`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
-    #[serde(default, deserialize_with = "fields::optional_text")]
+    #[serde(deserialize_with = "fields::id")]
     pub id: String,
     #[serde(default = "fields::unknown", deserialize_with = "fields::label")]
     pub feature: String,
@@ -107,14 +112,15 @@ impl EventsReport {
             .and_then(|state| state.take(&context.tenant, report));
         let counter = match saved {
             Some(saved) => {
-                let counter = EventCounter::restore(metrics, context.failure_reason_limit, saved);
+                let counter =
+                    EventCounter::restore(metrics, context.event_label_limits, saved, unix_now());
                 info!(
                     remembered_events = counter.remembered(),
                     "counters continue from the state file; the first poll counts the events listed since"
                 );
                 counter
             }
-            None => EventCounter::new(metrics, context.failure_reason_limit),
+            None => EventCounter::new(metrics, context.event_label_limits),
         };
         Self {
             counter,
@@ -176,12 +182,20 @@ struct KeyCounts {
 pub struct EventCounter {
     metrics: &'static EventMetrics,
     reasons: BoundedLabel,
+    features: BoundedLabel,
+    methods: BoundedLabel,
     /// Hashes of remembered event ids and their eventDateTime (Unix seconds; for an event
-    /// without one, when it was last listed). Kept until older than [`RETENTION`], whether or
+    /// without one, when it was last listed). Kept until older than the horizon, whether or
     /// not the last poll listed them.
     seen: HashMap<u64, i64>,
     /// The newest eventDateTime ever listed.
     newest: Option<i64>,
+    /// Events dated before this (Unix seconds) are forgotten and never counted. It only moves
+    /// forward: were it to move back (a first poll that only learned events younger than now
+    /// less [`RETENTION`], then a newest event days old), events listed before but never
+    /// remembered would count as new. `None` before the first complete poll of a fresh start,
+    /// which remembers every listed id whatever its date.
+    horizon: Option<i64>,
     totals: BTreeMap<LabelKey, u64>,
     outcomes: BTreeMap<OutcomeKey, u64>,
     /// False until the first complete poll of a fresh start, which only learns the window.
@@ -189,27 +203,62 @@ pub struct EventCounter {
 }
 
 impl EventCounter {
-    pub fn new(metrics: &'static EventMetrics, failure_reason_limit: usize) -> Self {
+    pub fn new(metrics: &'static EventMetrics, limits: EventLabelLimits) -> Self {
         Self {
             metrics,
-            reasons: BoundedLabel::new(failure_reason_limit),
+            reasons: BoundedLabel::new(limits.failure_reason),
+            // The documented features keep their own series whatever else Graph sends: the
+            // alerts read them.
+            features: BoundedLabel::with_admitted(
+                limits.feature,
+                KNOWN_FEATURES.map(str::to_owned),
+            ),
+            methods: BoundedLabel::new(limits.auth_method),
             seen: HashMap::new(),
             newest: None,
+            horizon: None,
             totals: BTreeMap::new(),
             outcomes: known_outcomes(),
             primed: false,
         }
     }
 
-    /// A counter that continues from a saved state: its totals, admitted failure reasons and
-    /// remembered ids. Its first poll counts every listed event it does not remember.
+    /// A counter that continues from a saved state: its totals, admitted label values, horizon
+    /// and remembered ids. Its first poll counts every listed event it does not remember and
+    /// that is not older than the horizon. A file of an earlier release has no horizon: it is
+    /// derived from `now` (Unix seconds) as that release did, but never before the oldest id
+    /// the file remembers, since every event older than that was either forgotten or never
+    /// remembered.
     pub fn restore(
         metrics: &'static EventMetrics,
-        failure_reason_limit: usize,
+        limits: EventLabelLimits,
         saved: SavedEvents,
+        now: i64,
     ) -> Self {
-        let mut counter = Self::new(metrics, failure_reason_limit);
-        counter.reasons = BoundedLabel::with_admitted(failure_reason_limit, saved.failure_reasons);
+        let mut counter = Self::new(metrics, limits);
+        counter.reasons = BoundedLabel::with_admitted(limits.failure_reason, saved.failure_reasons);
+        // Every admitted feature and method has a total (at 0 at least) from the poll that
+        // admitted it, so the totals say which ones were admitted.
+        let features = saved
+            .totals
+            .iter()
+            .map(|t| t.feature.clone())
+            .filter(|feature| feature != OTHER);
+        counter.features = BoundedLabel::with_admitted(
+            limits.feature,
+            KNOWN_FEATURES
+                .map(str::to_owned)
+                .into_iter()
+                .chain(features),
+        );
+        counter.methods = BoundedLabel::with_admitted(
+            limits.auth_method,
+            saved
+                .totals
+                .iter()
+                .map(|t| t.auth_method.clone())
+                .filter(|method| method != OTHER),
+        );
         for total in saved.totals {
             let status = total.status.as_str();
             *counter
@@ -232,6 +281,10 @@ impl EventCounter {
             .map(|(IdHash(id), at)| (id, at))
             .collect();
         counter.newest = saved.newest_event;
+        counter.horizon = Some(saved.horizon.unwrap_or_else(|| {
+            let oldest_remembered = counter.seen.values().copied().min();
+            retention_horizon(saved.newest_event, now).max(oldest_remembered.unwrap_or(i64::MIN))
+        }));
         counter.primed = true;
         counter
     }
@@ -259,6 +312,7 @@ impl EventCounter {
                 .map(|(id, at)| (IdHash(*id), *at))
                 .collect(),
             newest_event: self.newest,
+            horizon: self.horizon,
         }
     }
 
@@ -267,20 +321,12 @@ impl EventCounter {
         self.seen.len()
     }
 
-    /// Events older than this (Unix seconds) are forgotten and never counted: the newest event
-    /// seen, or now if that is earlier (a bogus future date must not expire every id), less
-    /// [`RETENTION`].
-    fn horizon(&self, now: i64) -> i64 {
-        let reference = self.newest.map_or(now, |newest| newest.min(now));
-        reference.saturating_sub(RETENTION.as_secs() as i64)
-    }
-
     /// Starts reading the report once, at `now` (Unix seconds). Nothing changes here until
     /// [`EventCounter::commit`], so a poll that fails half-way leaves the counters as they were.
     pub fn start_pass(&self, now: i64) -> Pass<'_> {
         Pass {
             seen: &self.seen,
-            horizon: self.horizon(now),
+            horizon: self.horizon.unwrap_or(i64::MIN),
             now,
             window: HashMap::new(),
             ids: HashMap::new(),
@@ -291,12 +337,18 @@ impl EventCounter {
 
     pub fn commit(&mut self, pass: FinishedPass, now: i64) -> Snapshot {
         let mut reason_counts: HashMap<String, u64> = HashMap::new();
-        for ((_, _, success, reason), counts) in &pass.window {
+        let mut feature_counts: HashMap<String, u64> = HashMap::new();
+        let mut method_counts: HashMap<String, u64> = HashMap::new();
+        for ((feature, method, success, reason), counts) in &pass.window {
             if !success {
                 *reason_counts.entry(reason.clone()).or_default() += counts.events;
             }
+            *feature_counts.entry(feature.clone()).or_default() += counts.events;
+            *method_counts.entry(method.clone()).or_default() += counts.events;
         }
         self.reasons.admit(&reason_counts);
+        self.features.admit(&feature_counts);
+        self.methods.admit(&method_counts);
 
         let mut window: BTreeMap<LabelKey, u64> = BTreeMap::new();
         for ((feature, method, success, reason), counts) in pass.window {
@@ -308,6 +360,8 @@ impl EventCounter {
                     self.reasons.label(&reason).to_owned(),
                 )
             };
+            let feature = self.features.label(&feature).to_owned();
+            let method = self.methods.label(&method).to_owned();
             let outcome = self.outcomes.entry((feature.clone(), status)).or_default();
             let key = (feature, method, status, reason);
             let total = self.totals.entry(key.clone()).or_default();
@@ -320,7 +374,8 @@ impl EventCounter {
         // Ids listed now are remembered (again); ids not listed are kept until they expire.
         self.seen.extend(pass.ids);
         self.newest = self.newest.max(pass.newest.values().copied().max());
-        let horizon = self.horizon(now);
+        let horizon = retention_horizon(self.newest, now).max(self.horizon.unwrap_or(i64::MIN));
+        self.horizon = Some(horizon);
         self.seen.retain(|_, at| *at >= horizon);
         if self.seen.capacity() > 4 * self.seen.len().max(1024) {
             self.seen.shrink_to_fit();
@@ -350,8 +405,17 @@ impl EventCounter {
                 *total as f64,
             );
         }
-        for (feature, newest) in pass.newest {
-            snapshot.push(self.metrics.last_event, vec![feature], newest as f64);
+        let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
+        for (feature, at) in &pass.newest {
+            let newest = newest.entry(self.features.label(feature)).or_insert(*at);
+            *newest = (*newest).max(*at);
+        }
+        for (feature, newest) in newest {
+            snapshot.push(
+                self.metrics.last_event,
+                vec![feature.to_owned()],
+                newest as f64,
+            );
         }
         for ((feature, status), events) in pass.recent {
             snapshot.push(
@@ -372,6 +436,14 @@ fn known_outcomes() -> BTreeMap<OutcomeKey, u64> {
             Outcome::ALL.map(|status| (((*feature).to_owned(), status.as_str()), 0))
         })
         .collect()
+}
+
+/// The horizon that [`RETENTION`] sets (Unix seconds): the newest event seen, or now if that is
+/// earlier (a bogus future date must not expire every id) or no event was seen, less
+/// [`RETENTION`].
+fn retention_horizon(newest: Option<i64>, now: i64) -> i64 {
+    let reference = newest.map_or(now, |newest| newest.min(now));
+    reference.saturating_sub(RETENTION.as_secs() as i64)
 }
 
 /// One read of the report in progress.
@@ -404,15 +476,7 @@ impl Pass<'_> {
                     r => r,
                 }
             };
-            // Rows without an id are identified by their content instead.
-            let id = if row.id.is_empty() {
-                id_hash(&format!(
-                    "\u{0}{}\u{0}{}\u{0}{}\u{0}{reason}\u{0}{}",
-                    row.feature, row.auth_method, row.is_success, row.event_date_time
-                ))
-            } else {
-                id_hash(&row.id)
-            };
+            let id = id_hash(&row.id);
             let at = fields::timestamp(&row.event_date_time);
             // An event beyond the horizon was counted long ago or is older than Graph's window:
             // it is neither counted nor remembered.
@@ -465,6 +529,10 @@ pub struct SavedEvents {
     event_ids: HashMap<IdHash, i64>,
     /// The newest eventDateTime seen (Unix seconds).
     newest_event: Option<i64>,
+    /// Events dated before this (Unix seconds) are never counted. Missing in files written
+    /// before it was kept.
+    #[serde(default)]
+    horizon: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -550,7 +618,7 @@ impl<'de> Deserialize<'de> for IdHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
     use crate::snapshot::Kind;
 
     static WINDOW_EVENTS: MetricDef = MetricDef {
@@ -604,7 +672,7 @@ mod tests {
         json: &str,
         now: i64,
     ) -> Result<Snapshot, serde_json::Error> {
-        let (rows, _) = parse_page::<Row>(json.as_bytes())?;
+        let ParsedPage { rows, .. } = parse_page::<Row>(json.as_bytes())?;
         let mut pass = counter.start_pass(now);
         pass.add(rows);
         let pass = pass.finish();
@@ -661,6 +729,13 @@ mod tests {
         format!(r#"{{"value":[{}]}}"#, events.join(","))
     }
 
+    fn limits(failure_reason: usize) -> EventLabelLimits {
+        EventLabelLimits {
+            failure_reason,
+            ..crate::config::DEFAULT_EVENT_LABEL_LIMITS
+        }
+    }
+
     const FAIL: [&str; 4] = ["reset", "email", "failure", "bad code"];
     const OK: [&str; 4] = ["reset", "email", "success", ""];
 
@@ -683,7 +758,7 @@ mod tests {
 
     #[test]
     fn seed_example_is_rejected_as_published_and_parsed_once_repaired() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         assert!(poll(&mut counter, SEED_AS_PUBLISHED).is_err());
         let repaired = SEED_AS_PUBLISHED.replace("},\n      ]", "}\n      ]");
         let s = poll(&mut counter, &repaired).unwrap();
@@ -706,7 +781,7 @@ mod tests {
 
     #[test]
     fn counter_starts_at_zero_then_counts_each_new_id_once() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let first = poll(
             &mut counter,
             &page(&[event("a", false, "bad code"), event("b", true, "")]),
@@ -757,7 +832,7 @@ mod tests {
 
     #[test]
     fn flapping_events_count_once_listed_missing_or_listed_again() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         poll(&mut counter, &page(&[event("x", true, "")])).unwrap();
         let full = page(&[
             event("x", true, ""),
@@ -787,7 +862,7 @@ mod tests {
 
     #[test]
     fn a_shrinking_window_or_an_empty_200_between_full_ones_counts_nothing_new() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let full = page(&events("e", 0..200));
         poll(&mut counter, &full).unwrap();
         // Graph's window shrinks to its last 20 events, then to nothing, then lists it all again.
@@ -817,7 +892,7 @@ mod tests {
     /// first poll (which counts nothing), each event once, and every outcome from zero.
     #[test]
     fn recent_events_are_counted_by_event_time_within_thirty_minutes_of_the_poll() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let backlog = page(&[
             at_minutes("old", false, 180),
             at_minutes("edge", false, 30),
@@ -852,7 +927,7 @@ mod tests {
 
     #[test]
     fn ids_expire_by_their_date_beyond_the_window_and_old_events_never_count() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         poll_at(
             &mut counter,
             &page(&[dated("old", 20), dated("new", 0)]),
@@ -883,7 +958,7 @@ mod tests {
 
     #[test]
     fn a_bogus_future_date_does_not_expire_every_id() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let future = r#"{"id":"f","feature":"reset","isSuccess":true,"authMethod":"email","eventDateTime":"2099-01-01T00:00:00Z"}"#;
         poll(&mut counter, &page(&[dated("a", 1), future.to_owned()])).unwrap();
         let s = poll(&mut counter, &page(&[dated("a", 1)])).unwrap();
@@ -893,7 +968,7 @@ mod tests {
 
     #[test]
     fn events_without_a_date_are_kept_while_listed_and_expire_after_they_leave() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let undated = r#"{"id":"u","feature":"reset","isSuccess":true,"authMethod":"email"}"#;
         poll_at(&mut counter, &page(&[undated.to_owned()]), NOW).unwrap();
         let retention = RETENTION.as_secs() as i64;
@@ -908,7 +983,7 @@ mod tests {
 
     #[test]
     fn a_restored_counter_continues_and_counts_what_happened_while_it_was_down() {
-        let mut counter = EventCounter::new(&METRICS, 2);
+        let mut counter = EventCounter::new(&METRICS, limits(2));
         poll(&mut counter, &page(&events("e", 0..5))).unwrap();
         let mut listed = events("e", 0..5);
         listed.push(event("r1", false, "rare reason"));
@@ -920,7 +995,7 @@ mod tests {
         let saved: SavedEvents =
             serde_json::from_str(&serde_json::to_string(&counter.save()).unwrap()).unwrap();
         assert_eq!(saved, counter.save());
-        let mut restored = EventCounter::restore(&METRICS, 2, saved);
+        let mut restored = EventCounter::restore(&METRICS, limits(2), saved, NOW);
         assert_eq!(restored.remembered(), 7);
 
         // While it was down: e0..e4 left the list, two events arrived, one of them under a
@@ -957,7 +1032,7 @@ mod tests {
 
     #[test]
     fn saved_state_is_bounded_by_the_window_and_ids_are_hex_hashes() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         poll(&mut counter, &page(&events("e", 0..50))).unwrap();
         let text = serde_json::to_string(&counter.save()).unwrap();
         assert!(!text.contains("\"e1\""), "ids are hashed: {text}");
@@ -981,7 +1056,7 @@ mod tests {
 
     #[test]
     fn outcome_counters_exist_at_zero_from_the_first_poll_and_see_a_burst_under_a_new_reason() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let first = poll(&mut counter, &page(&[event("a", true, "")])).unwrap();
         for feature in ["registration", "reset"] {
             for status in ["success", "failure"] {
@@ -1021,7 +1096,7 @@ mod tests {
 
     #[test]
     fn outcome_counters_sum_the_detailed_counters() {
-        let mut counter = EventCounter::new(&METRICS, 1);
+        let mut counter = EventCounter::new(&METRICS, limits(1));
         poll(&mut counter, &page(&[])).unwrap();
         let s = poll(
             &mut counter,
@@ -1046,11 +1121,11 @@ mod tests {
 
     #[test]
     fn a_failed_pass_changes_nothing() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         poll(&mut counter, &page(&[event("a", false, "bad code")])).unwrap();
         {
             let mut pass = counter.start_pass(NOW);
-            let (rows, _) =
+            let ParsedPage { rows, .. } =
                 parse_page::<Row>(page(&[event("b", false, "bad code")]).as_bytes()).unwrap();
             pass.add(rows);
             // Dropped without commit, as when a later page fails.
@@ -1065,7 +1140,7 @@ mod tests {
 
     #[test]
     fn failure_reasons_are_tidied_bounded_and_kept_verbatim_for_escaping() {
-        let mut counter = EventCounter::new(&METRICS, 2);
+        let mut counter = EventCounter::new(&METRICS, limits(2));
         let s = poll(
             &mut counter,
             &page(&[
@@ -1114,10 +1189,10 @@ mod tests {
 
     #[test]
     fn nulls_and_odd_types() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let s = poll(
             &mut counter,
-            r#"{"value":[{"id":null,"feature":null,"isSuccess":"false","authMethod":"qrCode","failureReason":null,"eventDateTime":"not a date"}]}"#,
+            r#"{"value":[{"id":"n","feature":null,"isSuccess":"false","authMethod":"qrCode","failureReason":null,"eventDateTime":"not a date"}]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -1125,19 +1200,173 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(s.value(&LAST_EVENT, &["unknown"]), None);
-        assert!(poll(&mut counter, r#"{"value":[{"id":"x","feature":"reset"}]}"#).is_err());
-        assert!(
-            poll(
-                &mut counter,
-                r#"{"value":[{"id":"x","isSuccess":"maybe"}]}"#
+    }
+
+    #[test]
+    fn rows_without_an_id_or_an_outcome_are_bad_rows_and_the_rest_counts() {
+        let mut counter = EventCounter::new(&METRICS, limits(20));
+        poll(&mut counter, &page(&[event("a", false, "bad code")])).unwrap();
+        let page = parse_page::<Row>(
+            format!(
+                r#"{{"value":[{},{{"id":"x","feature":"reset"}},{{"id":"y","isSuccess":"maybe"}},{{"id":null,"isSuccess":true}},{{"id":"","isSuccess":true}},{{"isSuccess":true}},{},{}]}}"#,
+                event("a", false, "bad code"),
+                event("b", false, "bad code"),
+                event("c", true, "")
             )
-            .is_err()
+            .as_bytes(),
+        )
+        .unwrap();
+        let faults: Vec<(usize, &str, &str)> = page
+            .skipped
+            .iter()
+            .map(|f| (f.index, f.field.as_str(), f.found))
+            .collect();
+        assert_eq!(
+            faults,
+            [
+                (1, "isSuccess", "missing"),
+                (2, "isSuccess", "string"),
+                (3, "id", "null"),
+                (4, "id", "string"),
+                (5, "id", "missing"),
+            ]
         );
+        let mut pass = counter.start_pass(NOW);
+        pass.add(page.rows);
+        let s = counter.commit(pass.finish(), NOW);
+        assert_eq!(s.value(&EVENTS_TOTAL, &FAIL), Some(1.0));
+        assert_eq!(s.value(&EVENTS_TOTAL, &OK), Some(1.0));
+        assert_eq!(outcome_total(&s), 2.0);
+    }
+
+    /// Events `first..=last` days before NOW, as a report whose newest event is `first` days
+    /// old lists them.
+    fn stale(first: i64, last: i64) -> Vec<String> {
+        (first..=last).map(|d| dated(&format!("e{d}"), d)).collect()
+    }
+
+    #[test]
+    fn a_fresh_start_against_stale_data_remembers_it_all_and_counts_nothing_later() {
+        let mut counter = EventCounter::new(&METRICS, limits(20));
+        // Graph's newest event is 13 days old: its 30-day window reaches 43 days back, beyond
+        // now less the retention.
+        let listed = stale(13, 43);
+        assert_eq!(
+            total(&poll_at(&mut counter, &page(&listed), NOW).unwrap()),
+            0.0
+        );
+        assert_eq!(counter.remembered(), listed.len());
+        for minutes in [5, 10, 60 * 24] {
+            let s = poll_at(&mut counter, &page(&listed), NOW + minutes * 60).unwrap();
+            assert_eq!(total(&s), 0.0, "{minutes} minutes on");
+            assert_eq!(outcome_total(&s), 0.0);
+        }
+        // A genuinely new event, as stale as the rest, counts exactly once.
+        let mut more = listed.clone();
+        more.push(dated("new", 13));
+        for minutes in [60 * 25, 60 * 26] {
+            let s = poll_at(&mut counter, &page(&more), NOW + minutes * 60).unwrap();
+            assert_eq!(total(&s), 1.0, "{minutes} minutes on");
+        }
+    }
+
+    #[test]
+    fn the_horizon_never_moves_back_after_a_restore_that_saw_no_event() {
+        let mut counter = EventCounter::new(&METRICS, limits(20));
+        poll_at(&mut counter, &page(&[]), NOW).unwrap();
+        let saved: SavedEvents =
+            serde_json::from_str(&serde_json::to_string(&counter.save()).unwrap()).unwrap();
+        assert_eq!(saved.newest_event, None);
+        let mut restored = EventCounter::restore(&METRICS, limits(20), saved, NOW + 60);
+        // The first poll after the restore counts what it does not remember within the horizon
+        // (now less the retention): the events 13 to 32 days old.
+        let listed = stale(13, 43);
+        let s = poll_at(&mut restored, &page(&listed), NOW + 60).unwrap();
+        assert_eq!(total(&s), 20.0);
+        // The newest event (13 days old) would put the horizon 45 days back; it stays.
+        for minutes in [6, 11] {
+            let s = poll_at(&mut restored, &page(&listed), NOW + minutes * 60).unwrap();
+            assert_eq!(total(&s), 20.0, "{minutes} minutes on");
+        }
+        // A file written before the horizon was kept: the restore derives it from the oldest id
+        // the file remembers, not from the newest event less the retention.
+        let mut json = serde_json::to_value(restored.save()).unwrap();
+        assert!(json["horizon"].is_i64());
+        json.as_object_mut().unwrap().remove("horizon");
+        let old: SavedEvents = serde_json::from_value(json).unwrap();
+        let mut again = EventCounter::restore(&METRICS, limits(20), old, NOW + 60);
+        let s = poll_at(&mut again, &page(&listed), NOW + 12 * 60).unwrap();
+        assert_eq!(total(&s), 20.0);
+    }
+
+    #[test]
+    fn features_and_methods_are_bounded_per_tenant_and_totals_stay_exact() {
+        let small = EventLabelLimits {
+            failure_reason: 20,
+            feature: 3,
+            auth_method: 2,
+        };
+        let row = |id: &str, feature: &str, method: &str| {
+            format!(
+                r#"{{"id":"{id}","feature":"{feature}","isSuccess":true,"authMethod":"{method}","eventDateTime":"2026-11-20T10:00:00Z"}}"#
+            )
+        };
+        let mut counter = EventCounter::new(&METRICS, small);
+        poll(&mut counter, &page(&[])).unwrap();
+        // The documented features are always admitted; one more slot, for the most frequent.
+        let mut rows = Vec::new();
+        for (i, (feature, method)) in [
+            ("reset", "email"),
+            ("reset", "email"),
+            ("reset", "sms"),
+            ("reset", "sms"),
+            ("reset", "sms"),
+            ("reset", "qrCode"),
+            ("passkeyRegistration", "email"),
+            ("passkeyRegistration", "email"),
+            ("weird", "email"),
+            ("registration", "fido2"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            rows.push(row(&format!("r{i}"), feature, method));
+        }
+        let s = poll(&mut counter, &page(&rows)).unwrap();
+        assert_eq!(total(&s), 10.0);
+        assert_eq!(outcome_total(&s), 10.0);
+        let count = |s: &Snapshot, feature: &str, method: &str| {
+            s.value(&EVENTS_TOTAL, &[feature, method, "success", ""])
+        };
+        assert_eq!(count(&s, "reset", "sms"), Some(3.0));
+        assert_eq!(count(&s, "reset", "email"), Some(2.0));
+        assert_eq!(count(&s, "reset", "other"), Some(1.0));
+        assert_eq!(count(&s, "passkeyRegistration", "email"), Some(2.0));
+        assert_eq!(count(&s, "other", "email"), Some(1.0));
+        assert_eq!(count(&s, "registration", "other"), Some(1.0));
+        assert_eq!(s.value(&OUTCOME, &["other", "success"]), Some(1.0));
+        assert_eq!(
+            s.value(&WINDOW_EVENTS, &["reset", "other", "success", ""]),
+            Some(1.0)
+        );
+        assert_eq!(s.value(&LAST_EVENT, &["other"]), Some(1_795_168_800.0));
+        assert_eq!(s.value(&LAST_EVENT, &["weird"]), None);
+
+        // Across a restart the admitted values keep their series and the bounds stay full.
+        let saved: SavedEvents =
+            serde_json::from_str(&serde_json::to_string(&counter.save()).unwrap()).unwrap();
+        let mut restored = EventCounter::restore(&METRICS, small, saved, NOW);
+        rows.push(row("n1", "passkeyRegistration", "sms"));
+        rows.push(row("n2", "brandNew", "qrCode"));
+        let s = poll(&mut restored, &page(&rows)).unwrap();
+        assert_eq!(total(&s), 12.0);
+        assert_eq!(count(&s, "passkeyRegistration", "sms"), Some(1.0));
+        assert_eq!(count(&s, "other", "other"), Some(1.0));
     }
 
     #[test]
     fn fractional_seconds_in_event_times() {
-        let mut counter = EventCounter::new(&METRICS, 20);
+        let mut counter = EventCounter::new(&METRICS, limits(20));
         let s = poll(
             &mut counter,
             r#"{"value":[{"id":"x","feature":"reset","isSuccess":true,"authMethod":"email","eventDateTime":"2023-03-13T19:15:41.6195833Z"}]}"#,

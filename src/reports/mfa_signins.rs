@@ -84,13 +84,13 @@ fn report() -> DailyReport<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     #[test]
     fn the_newest_day_wins_whatever_the_order() {
         // The docs' example has totalSignIns 1000 but 9900 multi-factor: values are passed on
         // as Graph gives them.
-        let (rows, _) = parse_page::<Row>(
+        let ParsedPage { rows, .. } = parse_page::<Row>(
             br#"{"value":[
               {"id":"a","createdDateTime":"2025-07-16T00:00:00Z","totalSignIns":1000,"singleFactorSignIns":100,"multiFactorSignIns":9900},
               {"id":"b","createdDateTime":"2025-07-14T00:00:00Z","totalSignIns":5,"singleFactorSignIns":"2","multiFactorSignIns":3},
@@ -108,11 +108,12 @@ mod tests {
     #[test]
     fn no_days_no_samples() {
         assert!(report().snapshot(None).samples.is_empty());
-        assert!(
-            parse_page::<Row>(
-                br#"{"value":[{"createdDateTime":"2025-07-16T00:00:00Z","totalSignIns":1}]}"#
-            )
-            .is_err()
-        );
+        // A day without all its counts is a bad row: skipped, not a day of zeros.
+        let page = parse_page::<Row>(
+            br#"{"value":[{"createdDateTime":"2025-07-16T00:00:00Z","totalSignIns":1}]}"#,
+        )
+        .unwrap();
+        assert!(page.rows.is_empty());
+        assert_eq!(page.skipped.len(), 1);
     }
 }

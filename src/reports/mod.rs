@@ -11,6 +11,7 @@ mod registered_by;
 #[cfg(test)]
 mod properties;
 
+pub mod authentication_methods_policy;
 pub mod events_summary;
 pub mod mfa_signins;
 pub mod password_events;
@@ -27,13 +28,13 @@ pub mod user_registration_details;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 pub use events::SavedEvents;
 
-use crate::config::{GroupConfig, TenantConfig};
+use crate::config::{EventLabelLimits, GroupConfig, TenantConfig};
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
@@ -55,6 +56,8 @@ pub const ALL: &[&ReportSpec] = &[
     &password_events::SPEC,
     &events_summary::SPEC,
     &user_registration_details::SPEC,
+    // The policy behind them.
+    &authentication_methods_policy::SPEC,
 ];
 
 /// Reports that keep state across restarts in `--state.file`: the usage-event counters.
@@ -69,6 +72,9 @@ pub const DETAILS_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const EVENTS_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Daily summaries change once a day; hourly polls catch a new day soon enough.
 pub const DAILY_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// The authentication methods policy changes rarely, but a change (SMS enabled again, the
+/// campaign switched off) is worth seeing within the quarter hour; one request a poll.
+pub const POLICY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// The longest wait before a report the tenant does not offer (or forbids) is tried again; the
 /// waits grow from the report's own interval up to this.
 pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60 * 60);
@@ -98,7 +104,7 @@ pub struct ReportSpec {
 pub struct BuildContext {
     /// The `tenant` label.
     pub tenant: String,
-    pub failure_reason_limit: usize,
+    pub event_label_limits: EventLabelLimits,
     /// The authentication strength classes, the same for every tenant.
     pub strength: Arc<StrengthTable>,
     /// The tenant's groups, broken down by the userRegistrationDetails scan.
@@ -111,14 +117,14 @@ pub struct BuildContext {
 impl BuildContext {
     pub fn new(
         tenant: &TenantConfig,
-        failure_reason_limit: usize,
+        event_label_limits: EventLabelLimits,
         strength: Arc<StrengthTable>,
         state: Option<Arc<StateFile<SavedEvents>>>,
     ) -> Self {
         let details = &user_registration_details::SPEC;
         Self {
             tenant: tenant.name.clone(),
-            failure_reason_limit,
+            event_label_limits,
             strength,
             groups: tenant.groups.clone().into(),
             shared: Arc::new(TenantShared::new(
@@ -151,7 +157,8 @@ pub struct TenantShared {
 pub struct PublishedTotals {
     pub totals: Arc<user_registration_details::RegistrationTotals>,
     /// `None` when the max_age reaches beyond what the clock can represent: no limit.
-    pub fresh_until: Option<SystemTime>,
+    /// Monotonic, as every age.
+    pub fresh_until: Option<Instant>,
 }
 
 impl TenantShared {
@@ -181,7 +188,7 @@ impl TenantShared {
     ) {
         let published = PublishedTotals {
             totals: Arc::new(totals),
-            fresh_until: SystemTime::now().checked_add(self.registration_max_age),
+            fresh_until: Instant::now().checked_add(self.registration_max_age),
         };
         if let Ok(mut slot) = self.registration_totals.lock() {
             *slot = Some(published);

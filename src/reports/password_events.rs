@@ -83,11 +83,11 @@ fn report() -> DailyReport<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     #[test]
     fn the_newest_day_is_exported() {
-        let (rows, _) = parse_page::<Row>(
+        let ParsedPage { rows, .. } = parse_page::<Row>(
             br#"{"value":[
               {"aggregatedDateTime":"2026-11-22T00:00:00Z","changePasswordSelfServiceCount":3,"passwordResetsByAdminCount":"1","passwordResetsSelfServiceCount":9},
               {"aggregatedDateTime":"2026-11-21T00:00:00Z","changePasswordSelfServiceCount":30,"passwordResetsByAdminCount":10,"passwordResetsSelfServiceCount":90}]}"#,

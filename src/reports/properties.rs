@@ -1,14 +1,15 @@
 //! Property tests: arbitrary bytes, arbitrary JSON and rows of Graph's field names with values
 //! of any type go through every report's parser and aggregation. Each returns a value or an
-//! error; none panics (debug builds check integer overflow). A new report adds its row type to
-//! `every_parser` below.
+//! error; none panics (debug builds check integer overflow). A page that parses accounts for
+//! every row it holds, parsed or skipped, and a skipped row's fault never repeats a value from
+//! the page. A new report adds its row type to `every_parser` below.
 
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 
 use super::*;
-use crate::graph::parse_page;
+use crate::graph::{ParsedPage, parse_page};
 use crate::labels::BoundedLabel;
 
 /// Every field name the report rows read, so that generated rows reach the field parsers.
@@ -17,13 +18,17 @@ const FIELDS: &[&str] = &[
     "authMethod",
     "authMethods",
     "authenticationMethod",
+    "authenticationMethodConfigurations",
+    "authenticationMethodsRegistrationCampaign",
     "changePasswordSelfServiceCount",
     "createdDateTime",
     "eventDateTime",
+    "excludeTargets",
     "failureActivityCount",
     "failureReason",
     "feature",
     "id",
+    "includeTargets",
     "isAdmin",
     "isCapable",
     "isEnabled",
@@ -36,16 +41,22 @@ const FIELDS: &[&str] = &[
     "isSsprRegistered",
     "isSuccess",
     "isSystemPreferredAuthenticationMethodEnabled",
+    "isUsableForSignIn",
+    "lastModifiedDateTime",
     "lastUpdatedDateTime",
     "methodsRegistered",
     "multiFactorSignIns",
     "passwordResetsByAdminCount",
     "passwordResetsSelfServiceCount",
+    "policyMigrationState",
     "registrationCount",
+    "registrationEnforcement",
     "registrationStatus",
     "singleFactorSignIns",
+    "state",
     "successActivityCount",
     "successfulActivityCount",
+    "systemCredentialPreferences",
     "systemPreferredAuthenticationMethods",
     "totalSignIns",
     "totalUserCount",
@@ -101,10 +112,60 @@ fn page() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// Parses a page, and aggregates it as the report does when it parses.
+/// Parses a page, checks what it skipped, and aggregates it as the report does when it parses.
 fn parse<T: DeserializeOwned>(body: &[u8], aggregate: impl FnOnce(Vec<T>)) {
-    if let Ok((rows, _)) = parse_page::<T>(body) {
+    if let Ok(ParsedPage { rows, skipped, .. }) = parse_page::<T>(body) {
+        let page: Value = serde_json::from_slice(body).expect("a page that parses is JSON");
+        let listed = first_member(&page, "value").map_or(0, Vec::len);
+        assert_eq!(
+            rows.len() + skipped.len(),
+            listed,
+            "every row is parsed or skipped"
+        );
+        assert_no_values_in(&skipped, &page);
         aggregate(rows);
+    }
+}
+
+/// The list a document's first member `name` holds: serde also reads a struct from an array,
+/// by position.
+fn first_member<'a>(document: &'a Value, name: &str) -> Option<&'a Vec<Value>> {
+    match document {
+        Value::Object(map) => map.get(name),
+        Value::Array(items) => items.first(),
+        _ => None,
+    }
+    .and_then(Value::as_array)
+}
+
+/// The faults of skipped rows name fields and JSON types only: no string of the document (a
+/// user name, an id) appears in them, unless it is also a field name or a type.
+fn assert_no_values_in(faults: &[crate::graph::RowFault], document: &Value) {
+    fn strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::String(s) => out.push(s),
+            Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut values = Vec::new();
+    strings(document, &mut values);
+    for fault in faults {
+        let text = format!("{fault:?}");
+        for value in &values {
+            let harmless = value.len() < 4
+                || FIELDS.iter().any(|f| f.contains(*value))
+                || [
+                    "missing", "boolean", "number", "string", "array", "object", "null",
+                ]
+                .iter()
+                .any(|t| t.contains(*value));
+            assert!(
+                harmless || !text.contains(*value),
+                "{value:?} leaked into {text}"
+            );
+        }
     }
 }
 
@@ -144,9 +205,28 @@ fn every_parser(body: &[u8]) {
         aggregate.add(rows);
         let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
     });
-    // The two summaries are single documents, not pages.
-    let _ = serde_json::from_slice::<registered_by_feature::Summary>(body);
-    let _ = serde_json::from_slice::<registered_by_method::Summary>(body);
+    // The two summaries and the policy are single documents, not pages.
+    if let Ok((policy, _)) =
+        crate::graph::parse_document::<authentication_methods_policy::Policy>(body)
+    {
+        let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
+    }
+    summary::<registered_by_feature::Summary>(body, "userRegistrationFeatureCounts", |s| {
+        s.user_registration_feature_counts.0.len()
+    });
+    summary::<registered_by_method::Summary>(body, "userRegistrationMethodCounts", |s| {
+        s.user_registration_method_counts.0.len()
+    });
+}
+
+/// Parses a summary as the Graph client does; every row of its list is parsed or skipped.
+fn summary<T: DeserializeOwned>(body: &[u8], list: &str, rows: impl FnOnce(&T) -> usize) {
+    if let Ok((summary, skipped)) = crate::graph::parse_document::<T>(body) {
+        let document: Value = serde_json::from_slice(body).expect("a summary that parses is JSON");
+        let listed = first_member(&document, list).map_or(0, Vec::len);
+        assert_eq!(rows(&summary) + skipped.len(), listed);
+        assert_no_values_in(&skipped, &document);
+    }
 }
 
 proptest! {
@@ -169,7 +249,11 @@ proptest! {
 
     #[test]
     fn summaries_with_any_values(counts in prop::collection::vec(prop::collection::btree_map(key(), json(), 0..4), 0..5)) {
-        for list in ["userRegistrationFeatureCounts", "userRegistrationMethodCounts"] {
+        for list in [
+            "userRegistrationFeatureCounts",
+            "userRegistrationMethodCounts",
+            "authenticationMethodConfigurations",
+        ] {
             let rows: Vec<Value> = counts
                 .iter()
                 .map(|m| Value::Object(m.clone().into_iter().collect()))
@@ -187,7 +271,7 @@ fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
                      {{"feature":"reset","authMethod":"sms","successfulActivityCount":{max},"failureActivityCount":1}}]}}"#,
         max = u64::MAX
     );
-    let (rows, _) = parse_page::<activity::Row>(body.as_bytes()).unwrap();
+    let rows = parse_page::<activity::Row>(body.as_bytes()).unwrap().rows;
     let mut aggregate = activity::Aggregate::default();
     aggregate.add("D1", rows);
     let snapshot = aggregate.finish(&usage_summary::ACTIVITIES);

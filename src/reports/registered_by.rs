@@ -6,7 +6,6 @@
 //! vanish, exactly when the scan's own values do.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -107,7 +106,7 @@ impl Fallback {
             })?;
         if published
             .fresh_until
-            .is_some_and(|until| SystemTime::now() > until)
+            .is_some_and(|until| std::time::Instant::now() > until)
         {
             return Err(GraphError::FallbackStale {
                 report,
@@ -141,7 +140,8 @@ mod tests {
         match fresh.details::<()>("usersRegisteredByFeature") {
             Ok(Figures::Details(published)) => {
                 assert!(
-                    published.fresh_until > Some(SystemTime::now() + Duration::from_secs(3000))
+                    published.fresh_until
+                        > Some(std::time::Instant::now() + Duration::from_secs(3000))
                 );
             }
             _ => panic!("fresh totals are served"),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::registered_by::{self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY};
 use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
-use crate::graph::{GraphClient, GraphError};
+use crate::graph::{GraphClient, GraphError, Rows};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -37,8 +37,9 @@ pub static FEATURE_USERS: MetricDef = MetricDef {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Rows that do not parse are skipped ([`Rows`]).
     #[serde(default)]
-    pub user_registration_feature_counts: Vec<FeatureCount>,
+    pub user_registration_feature_counts: Rows<FeatureCount>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +71,7 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
             SOURCE_SUMMARY,
             summary
                 .user_registration_feature_counts
+                .0
                 .iter()
                 .map(|c| (c.feature.as_str(), c.user_count)),
         ),
@@ -122,7 +124,7 @@ mod tests {
     fn details_fallback_has_the_same_shape() {
         let mut totals = RegistrationTotals::default();
         totals.by_feature.insert("mfaCapable", 12);
-        let fresh_until = Some(std::time::SystemTime::now());
+        let fresh_until = Some(std::time::Instant::now());
         let s = snapshot(Figures::Details(PublishedTotals {
             totals: Arc::new(totals),
             fresh_until,
@@ -136,16 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn a_collection_instead_of_an_object_is_an_error() {
+    fn an_object_instead_of_a_list_is_an_error_and_a_bad_count_skips_its_row() {
         assert!(
             serde_json::from_str::<Summary>(r#"{"userRegistrationFeatureCounts":{"feature":"x"}}"#)
                 .is_err()
         );
-        assert!(
-            serde_json::from_str::<Summary>(
-                r#"{"userRegistrationFeatureCounts":[{"feature":"x","userCount":-1}]}"#
-            )
-            .is_err()
-        );
+        let summary: Summary = serde_json::from_str(
+            r#"{"userRegistrationFeatureCounts":[{"feature":"x","userCount":-1},{"feature":"y","userCount":2}]}"#,
+        )
+        .unwrap();
+        let s = snapshot(Figures::Summary(summary));
+        assert_eq!(s.value(&FEATURE_USERS, &["x", "summary"]), None);
+        assert_eq!(s.value(&FEATURE_USERS, &["y", "summary"]), Some(2.0));
     }
 }

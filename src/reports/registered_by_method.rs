@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::registered_by::{self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY};
 use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
-use crate::graph::{GraphClient, GraphError};
+use crate::graph::{GraphClient, GraphError, Rows};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -36,8 +36,9 @@ pub static METHOD_USERS: MetricDef = MetricDef {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Rows that do not parse are skipped ([`Rows`]).
     #[serde(default)]
-    pub user_registration_method_counts: Vec<MethodCount>,
+    pub user_registration_method_counts: Rows<MethodCount>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +70,7 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
             SOURCE_SUMMARY,
             summary
                 .user_registration_method_counts
+                .0
                 .iter()
                 .map(|c| (c.authentication_method.as_str(), c.user_count)),
         ),

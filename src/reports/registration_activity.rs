@@ -53,12 +53,12 @@ impl Report for RegistrationActivity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
     use activity::{Aggregate, Row};
 
     #[test]
     fn docs_example() {
-        let (rows, _) = parse_page::<Row>(
+        let ParsedPage { rows, .. } = parse_page::<Row>(
             br#"{"value":[{"id":"8998b7bb-0000","feature":"registration","authMethod":"microsoftAuthenticatorPush","successfulActivityCount":83,"failureActivityCount":214}]}"#,
         )
         .unwrap();

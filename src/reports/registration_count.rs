@@ -119,10 +119,10 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     fn aggregate(json: &str) -> Result<Snapshot, serde_json::Error> {
-        let (rows, _) = parse_page::<Row>(json.as_bytes())?;
+        let ParsedPage { rows, .. } = parse_page::<Row>(json.as_bytes())?;
         let mut aggregate = Aggregate::default();
         aggregate.add(rows);
         Ok(aggregate.finish())
@@ -172,11 +172,14 @@ mod tests {
     }
 
     #[test]
-    fn invalid_json_and_odd_types_are_errors() {
+    fn invalid_json_is_an_error_and_a_row_of_odd_types_is_skipped() {
         assert!(aggregate(r#"{"value":[{"totalUserCount":1,}]}"#).is_err());
-        assert!(aggregate(r#"{"value":[{"totalUserCount":"many"}]}"#).is_err());
         assert!(aggregate(r#"{"value":{"totalUserCount":1}}"#).is_err());
         assert!(aggregate(r#"{"values":[]}"#).is_err());
+        let bad = r#"{"value":[{"totalUserCount":"many"}]}"#;
+        assert!(aggregate(bad).unwrap().samples.is_empty());
+        let skipped = parse_page::<Row>(bad.as_bytes()).unwrap().skipped;
+        assert_eq!(skipped[0].field, "totalUserCount");
     }
 
     #[test]

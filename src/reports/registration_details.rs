@@ -173,12 +173,12 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     fn aggregate(pages: &[&str], bound: &mut BoundedLabel) -> Result<Snapshot, serde_json::Error> {
         let mut aggregate = Aggregate::new(Arc::default());
         for json in pages {
-            let (rows, _) = parse_page::<Row>(json.as_bytes())?;
+            let ParsedPage { rows, .. } = parse_page::<Row>(json.as_bytes())?;
             aggregate.add(rows);
         }
         Ok(aggregate.finish(bound))
@@ -272,16 +272,21 @@ mod tests {
     }
 
     #[test]
-    fn missing_flags_are_errors() {
-        let mut bound = BoundedLabel::new(METHOD_LIMIT);
-        assert!(
-            aggregate(
-                &[r#"{"value":[{"authMethods":[],"isRegistered":true}]}"#],
-                &mut bound
-            )
-            .is_err()
-        );
-        assert!(aggregate(&[r#"{"value":[{"isRegistered":1,"isEnabled":true,"isCapable":true,"isMfaRegistered":true}]}"#], &mut bound).is_err());
+    fn rows_with_missing_or_odd_flags_are_skipped() {
+        for (bad, field) in [
+            (
+                r#"{"value":[{"authMethods":[],"isRegistered":true}]}"#,
+                "isEnabled",
+            ),
+            (
+                r#"{"value":[{"isRegistered":1,"isEnabled":true,"isCapable":true,"isMfaRegistered":true}]}"#,
+                "isRegistered",
+            ),
+        ] {
+            let page = parse_page::<Row>(bad.as_bytes()).unwrap();
+            assert!(page.rows.is_empty(), "{bad}");
+            assert_eq!(page.skipped[0].field, field, "{bad}");
+        }
     }
 
     #[test]
@@ -294,7 +299,7 @@ mod tests {
           {"authMethods":["appPassword","securityQuestion"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":false},
           {"authMethods":["mobileSMS"],"isRegistered":true,"isEnabled":true,"isCapable":true,"isMfaRegistered":false},
           {"authMethods":null,"isRegistered":false,"isEnabled":false,"isCapable":false,"isMfaRegistered":false}]}"#;
-        let (parsed, _) = parse_page::<Row>(rows.as_bytes()).unwrap();
+        let ParsedPage { rows: parsed, .. } = parse_page::<Row>(rows.as_bytes()).unwrap();
         let mut aggregate = Aggregate::new(Arc::default());
         aggregate.add(parsed);
         // The seed document's mobileSMS is no registrationAuthMethod: unknown, raising nobody.

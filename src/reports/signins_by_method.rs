@@ -94,11 +94,11 @@ pub(super) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     #[test]
     fn docs_example_null_methods_and_duplicates() {
-        let (rows, _) = parse_page::<Row>(
+        let ParsedPage { rows, .. } = parse_page::<Row>(
             br#"{"value":[{"authenticationMethod":"passKeyDeviceBound","successActivityCount":843},
                 {"authenticationMethod":"passKeyDeviceBound","successActivityCount":"7"},
                 {"authenticationMethod":null,"successActivityCount":1}]}"#,
@@ -112,6 +112,9 @@ mod tests {
             Some(850.0)
         );
         assert_eq!(s.value(&SIGNINS, &["d7", "unknown"]), Some(1.0));
-        assert!(parse_page::<Row>(br#"{"value":[{"authenticationMethod":"sms"}]}"#).is_err());
+        let page = parse_page::<Row>(br#"{"value":[{"authenticationMethod":"sms"}]}"#).unwrap();
+        assert!(page.rows.is_empty());
+        assert_eq!(page.skipped[0].field, "successActivityCount");
+        assert_eq!(page.skipped[0].found, "missing");
     }
 }

@@ -193,6 +193,27 @@ impl StrengthTable {
     }
 }
 
+/// The phone methods SSPR can verify a user with: SMS or a voice call to these numbers.
+const SSPR_PHONE_METHODS: [&str; 3] = ["mobilePhone", "alternateMobilePhone", "officePhone"];
+/// The SSPR methods that need no phone network: a user with one of them can still reset a
+/// password once Microsoft-provided SMS and voice retire.
+const SSPR_OTHER_METHODS: [&str; 6] = [
+    "email",
+    "securityQuestion",
+    "microsoftAuthenticatorPush",
+    "softwareOneTimePasscode",
+    "hardwareOneTimePasscode",
+    "microsoftAuthenticatorPasswordless",
+];
+
+/// Whether the `methodsRegistered` of an SSPR-registered user leave them only a phone to reset
+/// their password with: at least one phone method and none of the others. Fixed by the SMS and
+/// voice retirement, not by `strength_classes`.
+pub fn sspr_phone_only(methods: &[String]) -> bool {
+    let has = |names: &[&str]| methods.iter().any(|m| names.contains(&m.as_str()));
+    has(&SSPR_PHONE_METHODS) && !has(&SSPR_OTHER_METHODS)
+}
+
 /// The successor spelling of a legacy registrationAuthMethod member, which the table classifies.
 pub fn successor_name(legacy: &str) -> &str {
     LEGACY_NAMES
@@ -386,6 +407,33 @@ mod tests {
         assert_eq!(strongest(&table, &["qrCode", "officePhone"]), "phoneMfa");
         // Names are Graph's spelling, exactly.
         assert_eq!(strongest(&table, &["FIDO2SecurityKey"]), "none");
+    }
+
+    #[test]
+    fn sspr_by_phone_only_needs_a_phone_and_no_other_sspr_method() {
+        let phone_only = |methods: &[&str]| {
+            sspr_phone_only(&methods.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>())
+        };
+        assert!(phone_only(&["mobilePhone"]));
+        assert!(phone_only(&[
+            "password",
+            "officePhone",
+            "alternateMobilePhone"
+        ]));
+        // A FIDO2 key or Windows Hello cannot reset a password: still phone only.
+        assert!(phone_only(&[
+            "mobilePhone",
+            "fido2SecurityKey",
+            "windowsHelloForBusiness"
+        ]));
+        assert!(phone_only(&["officePhone", "qrCode"]));
+        for other in SSPR_OTHER_METHODS {
+            assert!(!phone_only(&["mobilePhone", other]), "{other}");
+        }
+        assert!(!phone_only(&[]));
+        assert!(!phone_only(&["password", "email"]));
+        // Graph's spelling, exactly.
+        assert!(!phone_only(&["MobilePhone"]));
     }
 
     #[test]

@@ -49,13 +49,13 @@ impl Report for UsageSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
     use activity::{Aggregate, Row};
 
     fn aggregate(pages: &[(&'static str, &str)]) -> Result<Snapshot, serde_json::Error> {
         let mut aggregate = Aggregate::default();
         for (period, json) in pages {
-            let (rows, _) = parse_page::<Row>(json.as_bytes())?;
+            let ParsedPage { rows, .. } = parse_page::<Row>(json.as_bytes())?;
             aggregate.add(period, rows);
         }
         Ok(aggregate.finish(&ACTIVITIES))
@@ -134,13 +134,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_counts_and_bad_types_are_errors() {
-        for bad in [
-            r#"{"value":[{"feature":"reset","authMethod":"email","successfulActivityCount":1}]}"#,
-            r#"{"value":[{"feature":"reset","authMethod":"email","successfulActivityCount":[1],"failureActivityCount":0}]}"#,
-            r#"{"value":[{"feature":7,"authMethod":"email","successfulActivityCount":1,"failureActivityCount":0}]}"#,
+    fn rows_with_missing_counts_or_bad_types_are_skipped() {
+        for (bad, field) in [
+            (
+                r#"{"value":[{"feature":"reset","authMethod":"email","successfulActivityCount":1}]}"#,
+                "failureActivityCount",
+            ),
+            (
+                r#"{"value":[{"feature":"reset","authMethod":"email","successfulActivityCount":[1],"failureActivityCount":0}]}"#,
+                "successfulActivityCount",
+            ),
+            (
+                r#"{"value":[{"feature":7,"authMethod":"email","successfulActivityCount":1,"failureActivityCount":0}]}"#,
+                "feature",
+            ),
         ] {
-            assert!(aggregate(&[("D1", bad)]).is_err(), "{bad}");
+            let page = parse_page::<Row>(bad.as_bytes()).unwrap();
+            assert!(page.rows.is_empty(), "{bad}");
+            assert_eq!(page.skipped[0].field, field, "{bad}");
+            assert!(aggregate(&[("D1", bad)]).is_ok(), "{bad}");
         }
     }
 }

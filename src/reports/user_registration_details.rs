@@ -14,10 +14,13 @@
 //! - `entra_authmethods_details_last_updated_timestamp_seconds`: newest lastUpdatedDateTime
 //! - `entra_authmethods_strength_users{strength,user_type,is_admin}`: users per class of their
 //!   strongest method ([`super::strength`]), every class always present
-//! - `entra_authmethods_group_users{group}`, `entra_authmethods_group_feature_users{group,feature}`
-//!   and `entra_authmethods_group_strength_users{group,strength}` for the tenant's configured
-//!   groups, whose members are read before each scan ([`super::groups`]); a row's id is only
-//!   ever hashed, to test membership
+//! - `entra_authmethods_sspr_phone_only_users{user_type,is_admin}`: SSPR-registered users who
+//!   can reset a password only by phone ([`strength::sspr_phone_only`]), every cell always present
+//! - `entra_authmethods_group_users{group}`, `entra_authmethods_group_feature_users{group,feature}`,
+//!   `entra_authmethods_group_strength_users{group,strength}` and
+//!   `entra_authmethods_group_sspr_phone_only_users{group}` for the tenant's configured groups,
+//!   whose members are read before each scan ([`super::groups`]); a row's id is only ever
+//!   hashed, to test membership
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -47,9 +50,11 @@ pub const SPEC: ReportSpec = ReportSpec {
         &SYSTEM_PREFERRED_METHOD_USERS,
         &LAST_UPDATED,
         &STRENGTH_USERS,
+        &SSPR_PHONE_ONLY_USERS,
         &GROUP_USERS,
         &GROUP_FEATURE_USERS,
         &GROUP_STRENGTH_USERS,
+        &GROUP_SSPR_PHONE_ONLY_USERS,
     ],
     build,
 };
@@ -129,6 +134,13 @@ pub static STRENGTH_USERS: MetricDef = MetricDef {
     labels: &["strength", "user_type", "is_admin"],
 };
 
+pub static SSPR_PHONE_ONLY_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_sspr_phone_only_users",
+    help: "Users registered for SSPR whose only SSPR methods are phones (mobilePhone, alternateMobilePhone, officePhone; no email, security questions, Authenticator or OATH codes): they cannot reset a password once Microsoft-provided SMS and voice retire. By user type and admin role, from userRegistrationDetails as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["user_type", "is_admin"],
+};
+
 pub static GROUP_USERS: MetricDef = MetricDef {
     name: "entra_authmethods_group_users",
     help: "Users of the configured group (transitive members) found in userRegistrationDetails, as of the last complete scan.",
@@ -148,6 +160,13 @@ pub static GROUP_STRENGTH_USERS: MetricDef = MetricDef {
     help: "Users of the configured group per authentication strength class of their strongest registered method, from userRegistrationDetails as of the last complete scan.",
     kind: Kind::Gauge,
     labels: &["group", "strength"],
+};
+
+pub static GROUP_SSPR_PHONE_ONLY_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_group_sspr_phone_only_users",
+    help: "Users of the configured group registered for SSPR who can reset a password only by phone, from userRegistrationDetails as of the last complete scan.",
+    kind: Kind::Gauge,
+    labels: &["group"],
 };
 
 /// What usersRegisteredByFeature and usersRegisteredByMethod report, computed from a complete
@@ -271,6 +290,7 @@ struct Cell {
     features: [u64; 7],
     strength: StrengthCounts,
     methods: MethodCounts,
+    sspr_phone_only: u64,
 }
 
 /// Counts for one configured group.
@@ -279,6 +299,7 @@ struct GroupCounts {
     users: u64,
     features: [u64; 7],
     strength: StrengthCounts,
+    sspr_phone_only: u64,
 }
 
 /// What a complete scan yields.
@@ -334,10 +355,12 @@ impl Aggregate {
                 *count += u64::from(flag);
             }
             let methods = std::mem::take(&mut row.methods_registered);
+            let sspr_phone_only = row.is_sspr_registered && strength::sspr_phone_only(&methods);
+            cell.sspr_phone_only += u64::from(sspr_phone_only);
             let class = cell.methods.add_user(&self.strength, methods);
             cell.strength.add(class);
             if let Some(id) = row.id {
-                self.count_groups(id, flags, class);
+                self.count_groups(id, flags, class, sspr_phone_only);
             }
 
             let preferred = match row
@@ -364,7 +387,7 @@ impl Aggregate {
         }
     }
 
-    fn count_groups(&mut self, id: u64, flags: [bool; 7], class: Strength) {
+    fn count_groups(&mut self, id: u64, flags: [bool; 7], class: Strength, sspr_phone_only: bool) {
         for (members, counts) in &mut self.groups {
             if members.contains(id) {
                 counts.users += 1;
@@ -372,6 +395,7 @@ impl Aggregate {
                     *count += u64::from(flag);
                 }
                 counts.strength.add(class);
+                counts.sspr_phone_only += u64::from(sspr_phone_only);
             }
         }
     }
@@ -413,6 +437,11 @@ impl Aggregate {
             for (class, users) in cell.strength.iter() {
                 snapshot.push(&STRENGTH_USERS, labels(class), users as f64);
             }
+            snapshot.push(
+                &SSPR_PHONE_ONLY_USERS,
+                vec![user_type.clone(), (*is_admin).to_owned()],
+                cell.sspr_phone_only as f64,
+            );
         }
         for (members, counts) in &self.groups {
             let labels = |second: &str| vec![members.name.clone(), second.to_owned()];
@@ -427,6 +456,11 @@ impl Aggregate {
             for (class, users) in counts.strength.iter() {
                 snapshot.push(&GROUP_STRENGTH_USERS, labels(class), users as f64);
             }
+            snapshot.push(
+                &GROUP_SSPR_PHONE_ONLY_USERS,
+                vec![members.name.clone()],
+                counts.sspr_phone_only as f64,
+            );
         }
         for (def, counts, bound) in [
             (
@@ -471,7 +505,7 @@ fn bounded<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::parse_page;
+    use crate::graph::{ParsedPage, parse_page};
 
     fn scan(pages: &[&str]) -> Result<(Snapshot, RegistrationTotals), serde_json::Error> {
         let scan = scan_with(pages, StrengthTable::default(), Vec::new())?;
@@ -485,7 +519,7 @@ mod tests {
     ) -> Result<Scan, serde_json::Error> {
         let mut aggregate = Aggregate::new(Arc::new(table)).with_groups(groups);
         for page in pages {
-            let (rows, _) = parse_page::<Row>(page.as_bytes())?;
+            let ParsedPage { rows, .. } = parse_page::<Row>(page.as_bytes())?;
             aggregate.add(rows);
         }
         Ok(aggregate.finish(&mut Bounds::default()))
@@ -582,12 +616,28 @@ mod tests {
     }
 
     #[test]
-    fn non_nullable_flags_are_required() {
-        assert!(scan(&[r#"{"value":[{"userType":"member","isSsprRegistered":true}]}"#]).is_err());
-        assert!(
-            scan(&[r#"{"value":[{"isSsprRegistered":null,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}]}"#])
-                .is_err()
-        );
+    fn rows_without_their_non_nullable_flags_are_skipped_and_the_rest_counts() {
+        let good = r#"{"isSsprRegistered":true,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}"#;
+        for (bad, field, found) in [
+            (
+                r#"{"userType":"member","isSsprRegistered":true}"#,
+                "isSsprEnabled",
+                "missing",
+            ),
+            (
+                r#"{"isSsprRegistered":null,"isSsprEnabled":true,"isSsprCapable":true,"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":true}"#,
+                "isSsprRegistered",
+                "null",
+            ),
+        ] {
+            let page = format!(r#"{{"value":[{good},{bad},{good}]}}"#);
+            let skipped = parse_page::<Row>(page.as_bytes()).unwrap().skipped;
+            assert_eq!(skipped.len(), 1);
+            assert_eq!((skipped[0].index, skipped[0].field.as_str()), (1, field));
+            assert_eq!(skipped[0].found, found);
+            let (_, totals) = scan(&[&page]).unwrap();
+            assert_eq!(totals.users, 2, "{bad}");
+        }
     }
 
     #[test]
@@ -771,6 +821,61 @@ mod tests {
                 ("passKeySynced".to_owned(), 1)
             ]
         );
+    }
+
+    #[test]
+    fn sspr_phone_only_users_per_cell_and_group() {
+        let row = |id: &str, user_type: &str, is_admin: bool, sspr: bool, methods: &[&str]| {
+            format!(
+                r#"{{"id":"{id}","userType":"{user_type}","isAdmin":{is_admin},"isSsprRegistered":{sspr},"isSsprEnabled":true,"isSsprCapable":{sspr},"isMfaRegistered":true,"isMfaCapable":true,"isPasswordlessCapable":false,"methodsRegistered":{methods}}}"#,
+                methods = serde_json::to_string(methods).unwrap(),
+            )
+        };
+        let rows = [
+            row("a", "member", false, true, &["password", "mobilePhone"]),
+            row(
+                "b",
+                "member",
+                false,
+                true,
+                &["officePhone", "fido2SecurityKey"],
+            ),
+            // A phone and email: email still resets the password.
+            row("c", "member", false, true, &["mobilePhone", "email"]),
+            // Not registered for SSPR: not counted, whatever the methods.
+            row("d", "member", false, false, &["mobilePhone"]),
+            row("e", "member", true, true, &["alternateMobilePhone"]),
+            row(
+                "f",
+                "guest",
+                false,
+                true,
+                &["mobilePhone", "softwareOneTimePasscode"],
+            ),
+        ];
+        let members = Members::new(
+            "pilot".to_owned(),
+            ["a", "c", "e"]
+                .iter()
+                .map(|id| super::super::groups::id_hash(id))
+                .collect(),
+        );
+        let scan = scan_with(&[&page(&rows)], StrengthTable::default(), vec![members]).unwrap();
+        let s = &scan.snapshot;
+        assert_eq!(
+            s.value(&SSPR_PHONE_ONLY_USERS, &["member", "false"]),
+            Some(2.0)
+        );
+        assert_eq!(
+            s.value(&SSPR_PHONE_ONLY_USERS, &["member", "true"]),
+            Some(1.0)
+        );
+        // Every cell has the series, 0 included.
+        assert_eq!(
+            s.value(&SSPR_PHONE_ONLY_USERS, &["guest", "false"]),
+            Some(0.0)
+        );
+        assert_eq!(s.value(&GROUP_SSPR_PHONE_ONLY_USERS, &["pilot"]), Some(2.0));
     }
 
     #[test]

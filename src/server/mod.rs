@@ -1,6 +1,8 @@
 //! The HTTP server: `/` (landing page), the telemetry path, `/healthz` and `/readyz`, over
 //! plain HTTP or TLS, with optional basic auth (see [`crate::web_config`]) and limits on what
-//! each client may hold (see [`connections`]).
+//! each client may hold (see [`connections`]). A connection is served only under the web config
+//! it was opened under: when a reload replaces it, the connection is closed once its current
+//! response is sent, and a request that arrives meanwhile is not answered.
 
 mod connections;
 mod listen;
@@ -24,7 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -186,15 +188,17 @@ async fn serve_connection(
     let connection = admitted.connection.clone();
     let timeouts = shared.app.limits.timeouts;
     let io = Tracked::new(stream, connection.clone());
-    let web = shared.app.web_config.current();
+    let (web, replaced) = shared.app.web_config.subscribe();
     let work = async {
         match &web.tls {
-            None => drive(io, &connection, &shared, &shutdown).await,
+            None => drive(io, &connection, &shared, &web, replaced, &shutdown).await,
             Some(tls) => {
                 // The handshake counts against the header-read timeout like the headers would.
                 let handshake = TlsAcceptor::from(tls.clone()).accept(io);
                 match tokio::time::timeout(timeouts.header_read, handshake).await {
-                    Ok(Ok(stream)) => drive(stream, &connection, &shared, &shutdown).await,
+                    Ok(Ok(stream)) => {
+                        drive(stream, &connection, &shared, &web, replaced, &shutdown).await
+                    }
                     Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
                     Err(_) => debug!("TLS handshake timed out"),
                 }
@@ -209,11 +213,14 @@ async fn serve_connection(
     drop(admitted);
 }
 
-/// Serves HTTP/1 on one connection until it ends; on shutdown, lets the current request finish.
+/// Serves HTTP/1 on one connection, under `web`, until it ends; on shutdown or when `web` is
+/// replaced, lets the current request finish and closes.
 async fn drive<T>(
     io: T,
     connection: &Arc<Connection>,
     shared: &Arc<Shared>,
+    web: &Arc<WebConfig>,
+    mut replaced: watch::Receiver<Arc<WebConfig>>,
     shutdown: &CancellationToken,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -221,10 +228,12 @@ async fn drive<T>(
     let service = {
         let shared = shared.clone();
         let connection = connection.clone();
+        let web = web.clone();
         service_fn(move |request| {
             let guard = connection.request_started();
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(handle(request, &shared, guard).await) }
+            let web = web.clone();
+            async move { handle(request, &shared, &web, guard).await }
         })
     };
     let conn = http1::Builder::new()
@@ -240,19 +249,42 @@ async fn drive<T>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+        Ok(()) = replaced.changed() => {
+            debug!("closing a connection opened under a replaced web config");
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     };
     if let Err(err) = result {
         debug!(error = %err, "connection ended with an error");
     }
 }
 
+/// A request on a connection opened under a web config that a reload has replaced. As the
+/// service's error, it makes hyper close the connection without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the web config this connection was opened under has been replaced")]
+struct Superseded;
+
 async fn handle(
     request: Request<Incoming>,
     shared: &Shared,
+    web: &Arc<WebConfig>,
     guard: RequestGuard,
-) -> Response<Body> {
-    let web = shared.app.web_config.current();
-    let mut response = match authorize(&request, &web, shared).await {
+) -> Result<Response<Body>, Superseded> {
+    let in_force = || {
+        shared
+            .app
+            .web_config
+            .in_force(web)
+            .then_some(())
+            .ok_or(Superseded)
+    };
+    in_force()?;
+    let authorized = authorize(&request, web, shared).await;
+    // A reload may land while a password is being checked.
+    in_force()?;
+    let mut response = match authorized {
         Ok(()) => route(&request, shared),
         Err(response) => response,
     };
@@ -260,7 +292,7 @@ async fn handle(
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response.body_mut().request = Some(guard);
-    response
+    Ok(response)
 }
 
 /// With `basic_auth_users`, every path needs a known user and the right password.

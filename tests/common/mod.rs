@@ -90,6 +90,7 @@ pub fn quiet() -> FakeGraphOptions {
     FakeGraphOptions {
         events_per_minute: 0.0,
         registration_drift_per_hour: 0.0,
+        passkey_campaign_per_hour: 0.0,
         ..FakeGraphOptions::default()
     }
 }
@@ -331,6 +332,36 @@ pub const SUCCESSOR_REPORTS: &[&str] = &[
 /// `entra_exporter_report_up` of a report of [`TENANT`].
 pub fn up(report: &str) -> String {
     format!(r#"entra_exporter_report_up{{tenant="{TENANT}",report="{report}"}}"#)
+}
+
+/// `entra_exporter_credential_up` of `tenant`.
+pub fn credential_up(text: &str, tenant: &str) -> Option<f64> {
+    value(
+        text,
+        &format!(r#"entra_exporter_credential_up{{tenant="{tenant}"}}"#),
+    )
+}
+
+/// `entra_exporter_report_up` of a report of `tenant`.
+pub fn report_up(text: &str, tenant: &str, report: &str) -> Option<f64> {
+    value(
+        text,
+        &format!(r#"entra_exporter_report_up{{tenant="{tenant}",report="{report}"}}"#),
+    )
+}
+
+/// Log lines at `level` about `tenant` whose message contains `text`.
+pub fn log_lines(exporter: &Exporter, level: &str, tenant: &str, text: &str) -> usize {
+    exporter
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|json| {
+            json["level"] == level
+                && json["tenant"] == tenant
+                && json["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+        .count()
 }
 
 /// The value of the first sample whose line starts with `series` (name and labels as printed).
