@@ -674,13 +674,17 @@ fn every_dashboard_is_present_and_follows_the_conventions() {
 }
 
 /// The README's dashboards by the names runbooks give them, and their uids.
-const RUNBOOK_DASHBOARDS: [(&str, &str); 3] = [
+const RUNBOOK_DASHBOARDS: [(&str, &str); 4] = [
     ("**Overview**", "entra-authmethods-overview"),
     (
         "**SSPR and registration activity**",
         "entra-authmethods-sspr",
     ),
     ("**Exporter health**", "entra-authmethods-exporter"),
+    (
+        "**SMS and voice retirement**",
+        "entra-authmethods-sms-voice-retirement",
+    ),
 ];
 
 /// Every alert's runbook sends the reader to at least one dashboard, and that dashboard shows
