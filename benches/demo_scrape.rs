@@ -2,7 +2,9 @@
 //! `cargo bench --bench demo_scrape`; the output is the figure (no pass/fail threshold, so
 //! a busy shared machine cannot make it flake).
 
-#[path = "../tests/common/mod.rs"]
+// A bench uses a few of the integration tests' helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

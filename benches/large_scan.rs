@@ -5,7 +5,9 @@
 //! size, `GROUP_COUNT=10 GROUP_MEMBERS=100000` configures that many groups whose members are read
 //! before the scan. The output is the figure: nothing here fails on timing.
 
-#[path = "../tests/common/mod.rs"]
+// A bench uses a few of the integration tests' helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

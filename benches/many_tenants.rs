@@ -7,7 +7,9 @@
 //! `cargo bench --bench many_tenants`; `TENANTS=...` and `SHARDS=...` change the sizes. The
 //! output is the figure: nothing here fails on timing.
 
-#[path = "../tests/common/mod.rs"]
+// A bench uses a few of the integration tests' helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::io::Read;

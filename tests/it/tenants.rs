@@ -3,7 +3,7 @@
 //! tenant pauses on its own while the others carry on. The real binary against the fake's
 //! tenants over TLS.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

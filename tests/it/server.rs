@@ -2,7 +2,7 @@
 //! HTTP/1.0, pipelining, slow, idle and oversize clients, 1,000 connections, several listen
 //! addresses and running out of file descriptors. RSS figures are printed, not timed.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};

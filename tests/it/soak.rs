@@ -16,7 +16,7 @@
 //! stayed under [`RSS_BOUND_MIB`].
 //! It prints the figures: faults by kind, events added, restarts, totals, peak RSS.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,6 @@
 //! Test harness: the fake Graph in this process, the real exporter binary as a child process
 //! pointed at it through `--graph.endpoint`, `--azure.authority-host` and `--graph.ca-file`, and
 //! the azure_identity client-secret credential from the standard environment variables.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod dashboards;
 

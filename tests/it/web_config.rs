@@ -3,7 +3,7 @@
 //! headers, reloads (good, bad, and ones that would remove protection), connections kept alive
 //! across a reload, and start-up errors.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

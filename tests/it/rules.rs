@@ -1,7 +1,7 @@
 //! The Prometheus rule file: promtool accepts it and its unit tests pass, every alert is
 //! documented and tested both ways, and the README's thresholds table matches the rules.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

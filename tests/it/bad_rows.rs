@@ -3,7 +3,7 @@
 //! once per poll without user data, while the rest of the poll counts exactly and the report
 //! stays up: the exporter binary against the fake Graph over TLS.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! state, a second exporter on the same file and a full disk are handled as the README's
 //! "Failures" section says.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! enabled in the policy and, inside the SMS and voice retirement's warning window, its users
 //! who only have a phone.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::Path;

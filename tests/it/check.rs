@@ -1,7 +1,7 @@
 //! `entra-authmethods-exporter check`: the real binary against the fake's tenants over TLS,
 //! with the exporter's own flags and config file, in both output formats.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -4,7 +4,7 @@
 //! the policy reaches /metrics; and a 403 is an unavailable report that leaves every other
 //! report up.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

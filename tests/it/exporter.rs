@@ -1,6 +1,6 @@
 //! The exporter binary against the fake Graph over TLS, as an operator runs it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

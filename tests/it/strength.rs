@@ -3,7 +3,7 @@
 //! itself and classifies with its own copy of the issues' definitions: per class, user type,
 //! admin flag and group, for the default table and for an overridden one.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! refuses as expired, and a page far larger than `--graph.max-response-bytes`. In each case
 //! nothing is lost and the tenant's other reports keep working.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Start-up mistakes end the process with one clear line and a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -2,7 +2,7 @@
 //! naming the report and the page count, keeps the last good values, and the report recovers
 //! at its normal interval; an expired `$skiptoken` is a passing failure, not a retired report.
 
-mod common;
+use crate::common;
 
 use common::{Exporter, TENANT, fake, quiet, sum, up, value};
 use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault};

@@ -2,7 +2,7 @@
 //! alone when every legacy report is retired, and usersRegisteredByFeature/-Method falling back
 //! on userRegistrationDetails when Graph refuses them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

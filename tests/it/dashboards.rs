@@ -3,7 +3,7 @@
 //! on every panel, `$__rate_interval` in range selectors and the tenant matcher on every
 //! selector. tests/prometheus.rs evaluates the same queries on a real Prometheus.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

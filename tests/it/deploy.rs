@@ -6,7 +6,7 @@
 //! (promtool, kubernetes-validate) are required in CI (`CI` set) and skipped with a message
 //! elsewhere; systemd-analyze and kubectl are used when present.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};

@@ -2,7 +2,7 @@
 //! tenant polled by exactly one, with no coordination; `--shard=auto` takes the shard from the
 //! StatefulSet pod name. The real binary against the fake's tenants over TLS.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
