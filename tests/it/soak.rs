@@ -12,13 +12,15 @@
 //! every usage counter equals exactly the events the fake listed after the first successful
 //! poll, series by series; that no counter decreased between scrapes of one process and that
 //! each restart resumed at least at the last value served; that the reports without faults
-//! stayed up (through the token blips too, but not while tokens were refused); and that RSS
-//! stayed under [`RSS_BOUND_MIB`].
-//! It prints the figures: faults by kind, events added, restarts, totals, peak RSS.
+//! stayed up (through the token blips too, but not while tokens were refused); that every kind
+//! of fault fired at least once (else the soak would pass as a plain one); and that RSS stayed
+//! under [`RSS_BOUND_MIB`].
+//! It prints the figures: faults injected and fired by kind, events added, restarts, totals,
+//! peak RSS.
 
 use crate::common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -299,26 +301,31 @@ fn single_faults() -> Vec<(Pages, Fault, &'static str)> {
     ]
 }
 
+const STORM: &str = "429 storm (6 x 429, Retry-After: 1)";
+const FIVE_XX: &str = "5xx (500/502/503/504, first and later pages)";
+const TOKEN_BLIP: &str = "token endpoint failing at refresh (1-3 of 503, 429, reset, timeout)";
+const TOKEN_KEY: &str = "/oauth2/";
+
 /// The token endpoint failing at the next refresh, `round` choosing how: one to three of a 503,
 /// a 429, a reset connection and a response that times out. The token in use is still valid, so
 /// nothing may show.
-fn token_blip(fake: &FakeGraph, round: usize) {
+fn token_blip(fake: &FakeGraph, faults: &mut Faults, round: usize) {
     let failures = [
         status(503, None),
         status(429, Some("1")),
         Fault::Reset,
         Fault::Delay(GRAPH_TIMEOUT + Duration::from_secs(1)),
     ];
-    for n in 0..1 + round % 3 {
-        fake.inject("/oauth2/", failures[(round + n) % failures.len()].clone());
-    }
+    let blips =
+        (0..1 + round % 3).map(|n| (TOKEN_KEY, failures[(round + n) % failures.len()].clone()));
+    faults.inject(fake, TOKEN_BLIP, blips.collect());
 }
 
 /// Stops token blips and waits until the queued ones have fired.
 async fn quiet_token_endpoint(fake: &FakeGraph, blips_allowed: &Mutex<bool>) {
     *blips_allowed.lock().unwrap() = false;
     let started = Instant::now();
-    while fake.queued_faults("/oauth2/") > 0 {
+    while fake.queued_faults(TOKEN_KEY) > 0 {
         assert!(started.elapsed() < common::WAIT, "a token blip never fired");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -331,41 +338,83 @@ fn bad_row(id: serde_json::Value) -> Fault {
     }
 }
 
-/// Faults injected, by kind.
+/// The faults injected, in order. The fake fires the faults queued under one key in order, once
+/// each, so of the faults a key got, all but the last [`FakeGraph::queued_faults`] have fired.
 #[derive(Default)]
-struct Faults(BTreeMap<&'static str, u64>);
+struct Faults {
+    /// Each injection: its kind and the keys of the faults it queued.
+    injections: Vec<(&'static str, Vec<&'static str>)>,
+}
 
 impl Faults {
+    /// Queues `faults` (key and fault) as one injection of `kind`.
+    fn inject(&mut self, fake: &FakeGraph, kind: &'static str, faults: Vec<(&'static str, Fault)>) {
+        let keys = faults.iter().map(|(key, _)| *key).collect();
+        for (key, fault) in faults {
+            fake.inject(key, fault);
+        }
+        self.injections.push((kind, keys));
+    }
+
     /// Injects the `round`-th fault: kinds and reports take turns.
-    fn inject(&mut self, fake: &FakeGraph, round: usize) {
+    fn inject_round(&mut self, fake: &FakeGraph, round: usize) {
         let (_, first, later) = FAULTED[round % FAULTED.len()];
         let mut singles = single_faults();
-        let kind = match (round / FAULTED.len()) % (singles.len() + 2) {
-            0 => {
-                // A storm: more 429s in a row than a poll retries, so one poll fails and the
-                // next one recovers.
-                for _ in 0..6 {
-                    fake.inject(first, status(429, Some("1")));
-                }
-                "429 storm (6 x 429, Retry-After: 1)"
-            }
+        match (round / FAULTED.len()) % (singles.len() + 2) {
+            // A storm: more 429s in a row than a poll retries, so one poll fails and the next
+            // one recovers.
+            0 => self.inject(fake, STORM, vec![(first, status(429, Some("1"))); 6]),
             1 => {
                 let code = [500, 502, 503, 504][(round / 33) % 4];
-                fake.inject(first, status(code, None));
-                fake.inject(later, status(code, None));
-                "5xx (500/502/503/504, first and later pages)"
+                let faults = vec![(first, status(code, None)), (later, status(code, None))];
+                self.inject(fake, FIVE_XX, faults);
             }
             n => {
                 let (pages, fault, kind) = singles.swap_remove(n - 2);
-                match pages {
-                    Pages::First => fake.inject(first, fault),
-                    Pages::Later => fake.inject(later, fault),
-                }
-                kind
+                let key = match pages {
+                    Pages::First => first,
+                    Pages::Later => later,
+                };
+                self.inject(fake, kind, vec![(key, fault)]);
             }
-        };
-        *self.0.entry(kind).or_default() += 1;
+        }
     }
+
+    /// By kind: injections made and injections whose faults have all fired, given how many
+    /// faults are still queued under each key.
+    fn tally(&self, still_queued: impl Fn(&str) -> usize) -> BTreeMap<&'static str, (u64, u64)> {
+        let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
+        for key in self.injections.iter().flat_map(|(_, keys)| keys) {
+            *per_key.entry(key).or_default() += 1;
+        }
+        let mut fired_left: BTreeMap<&str, usize> = per_key
+            .iter()
+            .map(|(key, total)| (*key, total - still_queued(key).min(*total)))
+            .collect();
+        let mut tally: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+        for (kind, keys) in &self.injections {
+            // `fired_left` counts down the fired faults of each key, oldest first.
+            let mut whole = true;
+            for key in keys {
+                let fired = fired_left.get_mut(key).expect("every key counted");
+                whole &= *fired > 0;
+                *fired = fired.saturating_sub(1);
+            }
+            let entry = tally.entry(kind).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(whole);
+        }
+        tally
+    }
+}
+
+/// Every kind of fault the soak injects into the queues of the fake.
+fn every_kind() -> BTreeSet<&'static str> {
+    let singles = single_faults().into_iter().map(|(_, _, kind)| kind);
+    [STORM, FIVE_XX, TOKEN_BLIP]
+        .into_iter()
+        .chain(singles)
+        .collect()
 }
 
 fn soak_seconds() -> u64 {
@@ -492,10 +541,6 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
                     refused = true;
                     fake.retire("oauth2/v2.0/token", 503);
                     let from = Instant::now();
-                    *faults
-                        .0
-                        .entry("token endpoint refusing (503) for 60 s")
-                        .or_default() += 1;
                     tokio::time::sleep(TOKEN_REFUSAL).await;
                     fake.restore("oauth2/v2.0/token");
                     *token_window.lock().unwrap() = Some((from, Instant::now()));
@@ -509,15 +554,11 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
                 // A blip every 4 rounds (6 s), at most one queued at a time.
                 if round % 4 == 2 {
                     let allowed = blips_allowed.lock().unwrap();
-                    if *allowed && fake.queued_faults("/oauth2/") == 0 {
-                        token_blip(&fake, round / 4);
-                        *faults
-                            .0
-                            .entry("token endpoint failing at refresh (1-3 of 503, 429, reset, timeout)")
-                            .or_default() += 1;
+                    if *allowed && fake.queued_faults(TOKEN_KEY) == 0 {
+                        token_blip(&fake, &mut faults, round / 4);
                     }
                 }
-                faults.inject(&fake, round);
+                faults.inject_round(&fake, round);
                 round += 1;
                 tokio::time::sleep(Duration::from_millis(1500)).await;
             }
@@ -572,6 +613,7 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
     let added = adder.await.expect("adder");
     let faults = injector.await.expect("injector");
     scraper.await.expect("scraper");
+    let tally = faults.tally(|key| fake.queued_faults(key));
     let pending = fake.clear_faults();
 
     // Let the last polls read everything: the counters reach exactly the events added and stay.
@@ -612,13 +654,14 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
         "\n==== soak figures ({} s busy phase) ====",
         length.as_secs()
     );
-    println!("faults injected by kind:");
-    for (kind, n) in &faults.0 {
-        println!("  {n:5}  {kind}");
+    println!("faults injected (fired whole) by kind:");
+    for (kind, (made, fired)) in &tally {
+        println!("  {made:5} ({fired:3})  {kind}");
     }
+    println!("      1        token endpoint refusing (503) for 60 s (felt: asserted below)");
     println!(
-        "  total {}, {pending} still queued at the end and dropped",
-        faults.0.values().sum::<u64>()
+        "  total {} injections, {pending} faults still queued at the end and dropped",
+        faults.injections.len()
     );
     println!(
         "events added: {} (after {} learned by the first polls); distinct events listed since: {}",
@@ -646,6 +689,13 @@ async fn soak_with_faults_kills_and_restarts_counts_every_event_exactly_once() {
         peak_rss as f64 / (1024.0 * 1024.0)
     );
     println!("====\n");
+
+    // Every kind of fault fired at least once: the soak did meet what it claims to inject.
+    let unfired: Vec<&str> = every_kind()
+        .into_iter()
+        .filter(|kind| tally.get(kind).is_none_or(|(_, fired)| *fired == 0))
+        .collect();
+    assert!(unfired.is_empty(), "faults that never fired: {unfired:?}");
 
     // /metrics answered throughout, except while killed.
     assert!(

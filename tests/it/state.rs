@@ -510,7 +510,7 @@ impl Drop for Tmpfs {
 }
 
 fn cannot_mount(why: &str) -> Option<Tmpfs> {
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+    if common::in_ci() {
         panic!("CI must be able to mount a tmpfs in a user and mount namespace: {why}");
     }
     eprintln!("skipping: cannot mount a tmpfs in a user and mount namespace: {why}");

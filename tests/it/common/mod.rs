@@ -530,12 +530,18 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// Whether the tests run in CI (`CI` set, as `.ci/run` does, and not `false`): there a check
+/// that cannot run fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|ci| !ci.is_empty() && ci != "false")
+}
+
 /// A command for an external tool the tests need (promtool, prometheus, ...). `.ci/run`
 /// installs them; outside CI a missing tool skips the check with a message instead of failing.
 pub fn tool(program: &str, install_hint: &str) -> Option<Command> {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    match (found, std::env::var_os("CI").is_some()) {
+    match (found, in_ci()) {
         (true, _) => Some(Command::new(program)),
         (false, false) => {
             eprintln!("SKIPPED: {program} not found; {install_hint}");
