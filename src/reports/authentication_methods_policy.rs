@@ -16,6 +16,9 @@
 //! - `entra_authmethods_policy_sms_sign_in_targets`
 //! - state sets `…_registration_campaign_state{state}`, `…_system_preferred_mfa_state{state}`
 //!   and `…_migration_state{state}`
+//! - the campaign's targets: `…_registration_campaign_include_targets{method}` and
+//!   `…_registration_campaign_all_users{method}` per method it asks users to register, and
+//!   `…_registration_campaign_exclude_targets`
 //! - `entra_authmethods_policy_last_modified_timestamp_seconds`
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +44,9 @@ pub const SPEC: ReportSpec = ReportSpec {
         &METHOD_ALL_USERS,
         &SMS_SIGN_IN_TARGETS,
         &CAMPAIGN_STATE,
+        &CAMPAIGN_INCLUDE_TARGETS,
+        &CAMPAIGN_ALL_USERS,
+        &CAMPAIGN_EXCLUDE_TARGETS,
         &SYSTEM_PREFERRED_STATE,
         &MIGRATION_STATE,
         &LAST_MODIFIED,
@@ -99,6 +105,27 @@ pub static CAMPAIGN_STATE: MetricDef = MetricDef {
     labels: &["state"],
 };
 
+pub static CAMPAIGN_INCLUDE_TARGETS: MetricDef = MetricDef {
+    name: "entra_authmethods_policy_registration_campaign_include_targets",
+    help: "Include targets (groups, or all_users) of the authentication methods registration campaign, per method it asks them to register (method is its targetedAuthenticationMethod), as of the last poll.",
+    kind: Kind::Gauge,
+    labels: &["method"],
+};
+
+pub static CAMPAIGN_ALL_USERS: MetricDef = MetricDef {
+    name: "entra_authmethods_policy_registration_campaign_all_users",
+    help: "1 if the authentication methods registration campaign targets all_users for the method it asks them to register (targetedAuthenticationMethod), else 0, as of the last poll.",
+    kind: Kind::Gauge,
+    labels: &["method"],
+};
+
+pub static CAMPAIGN_EXCLUDE_TARGETS: MetricDef = MetricDef {
+    name: "entra_authmethods_policy_registration_campaign_exclude_targets",
+    help: "Groups excluded from the authentication methods registration campaign, as of the last poll.",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
 pub static SYSTEM_PREFERRED_STATE: MetricDef = MetricDef {
     name: "entra_authmethods_policy_system_preferred_mfa_state",
     help: "State of system-preferred MFA (systemCredentialPreferences): 1 for the current state, 0 for the other known ones (default, enabled, disabled), as of the last poll.",
@@ -141,7 +168,28 @@ pub struct Policy {
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationEnforcement {
     #[serde(default)]
-    pub authentication_methods_registration_campaign: Option<StateOnly>,
+    pub authentication_methods_registration_campaign: Option<Campaign>,
+}
+
+/// The registration campaign: its state, and whom it nudges to register which method.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Campaign {
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub state: String,
+    #[serde(default)]
+    pub include_targets: Option<Vec<CampaignTarget>>,
+    #[serde(default)]
+    pub exclude_targets: Option<Vec<Target>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignTarget {
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub id: String,
+    #[serde(default = "de::unknown", deserialize_with = "de::label")]
+    pub targeted_authentication_method: String,
 }
 
 /// An object of which only `state` is exported.
@@ -230,9 +278,27 @@ pub fn snapshot(policy: &Policy, bound: &mut BoundedLabel) -> Snapshot {
         rows: configurations.len() as u64,
         ..Snapshot::default()
     };
+    let campaign = policy
+        .registration_enforcement
+        .as_ref()
+        .and_then(|enforcement| {
+            enforcement
+                .authentication_methods_registration_campaign
+                .as_ref()
+        });
+    let campaign_includes = campaign
+        .and_then(|c| c.include_targets.as_deref())
+        .unwrap_or_default();
+    // One bound for both kinds of method name: together they are a couple of dozen.
     let ids: HashMap<String, u64> = configurations
         .iter()
-        .map(|configuration| (configuration.id.clone(), 1))
+        .map(|configuration| &configuration.id)
+        .chain(
+            campaign_includes
+                .iter()
+                .map(|target| &target.targeted_authentication_method),
+        )
+        .map(|id| (id.clone(), 1))
         .collect();
     bound.admit(&ids);
     let mut methods: BTreeMap<&str, MethodFigures> = BTreeMap::new();
@@ -277,20 +343,40 @@ pub fn snapshot(policy: &Policy, bound: &mut BoundedLabel) -> Snapshot {
     }
     snapshot.push(&SMS_SIGN_IN_TARGETS, vec![], sms_sign_in_targets as f64);
 
-    let campaign = policy
-        .registration_enforcement
-        .as_ref()
-        .and_then(|enforcement| {
-            enforcement
-                .authentication_methods_registration_campaign
-                .as_ref()
-        });
     state_set(
         &mut snapshot,
         &CAMPAIGN_STATE,
         &CAMPAIGN_STATES,
         campaign.map(|c| c.state.as_str()),
     );
+    if let Some(campaign) = campaign {
+        let mut targeted: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+        for target in campaign_includes {
+            let figures = targeted
+                .entry(bound.label(&target.targeted_authentication_method))
+                .or_default();
+            figures.0 += 1;
+            figures.1 |= target.id.trim().eq_ignore_ascii_case(ALL_USERS);
+        }
+        for (method, (targets, all_users)) in targeted {
+            snapshot.push(
+                &CAMPAIGN_INCLUDE_TARGETS,
+                vec![method.to_owned()],
+                targets as f64,
+            );
+            snapshot.push(
+                &CAMPAIGN_ALL_USERS,
+                vec![method.to_owned()],
+                flag(all_users),
+            );
+        }
+        let excluded = campaign
+            .exclude_targets
+            .as_deref()
+            .unwrap_or_default()
+            .len();
+        snapshot.push(&CAMPAIGN_EXCLUDE_TARGETS, vec![], excluded as f64);
+    }
     state_set(
         &mut snapshot,
         &SYSTEM_PREFERRED_STATE,
@@ -403,6 +489,9 @@ mod tests {
         assert_eq!(s.value(&CAMPAIGN_STATE, &["enabled"]), Some(1.0));
         assert_eq!(s.value(&CAMPAIGN_STATE, &["default"]), Some(0.0));
         assert_eq!(s.value(&CAMPAIGN_STATE, &["disabled"]), Some(0.0));
+        assert_eq!(s.value(&CAMPAIGN_INCLUDE_TARGETS, &["Fido2"]), Some(1.0));
+        assert_eq!(s.value(&CAMPAIGN_ALL_USERS, &["Fido2"]), Some(1.0));
+        assert_eq!(s.value(&CAMPAIGN_EXCLUDE_TARGETS, &[]), Some(0.0));
         assert_eq!(s.value(&SYSTEM_PREFERRED_STATE, &["default"]), Some(1.0));
         assert_eq!(
             s.value(&MIGRATION_STATE, &["migrationInProgress"]),
@@ -422,6 +511,13 @@ mod tests {
         );
         assert_eq!(s.value(&CAMPAIGN_STATE, &["microsoftManaged"]), Some(1.0));
         assert_eq!(s.value(&CAMPAIGN_STATE, &["enabled"]), Some(0.0));
+        // A campaign without targets targets nobody.
+        assert_eq!(s.value(&CAMPAIGN_EXCLUDE_TARGETS, &[]), Some(0.0));
+        assert!(
+            !s.samples
+                .iter()
+                .any(|x| std::ptr::eq(x.metric, &CAMPAIGN_INCLUDE_TARGETS))
+        );
         assert_eq!(
             s.value(&MIGRATION_STATE, &["unknownFutureValue"]),
             Some(1.0)
@@ -437,12 +533,36 @@ mod tests {
         assert_eq!(s.rows, 0);
 
         let (_, _, empty) = parse("{}");
-        assert!(
-            !empty
-                .samples
-                .iter()
-                .any(|x| std::ptr::eq(x.metric, &MIGRATION_STATE))
+        for absent in [&MIGRATION_STATE, &CAMPAIGN_EXCLUDE_TARGETS] {
+            assert!(!empty.samples.iter().any(|x| std::ptr::eq(x.metric, absent)));
+        }
+    }
+
+    #[test]
+    fn campaign_targets_per_targeted_method() {
+        let (_, _, s) = parse(
+            r#"{"registrationEnforcement": {"authenticationMethodsRegistrationCampaign": {
+                "state": "enabled",
+                "includeTargets": [
+                  {"id": "0b1f0c5e-6a4d-4f3e-9b8a-1c2d3e4f5a6b", "targetType": "group", "targetedAuthenticationMethod": "microsoftAuthenticator"},
+                  {"id": "3c2d3e4f-6a4d-4f3e-9b8a-1c2d3e4f5a6b", "targetType": "group", "targetedAuthenticationMethod": "microsoftAuthenticator"},
+                  {"id": "ALL_USERS", "targetType": "group", "targetedAuthenticationMethod": "passkey"},
+                  {"id": "5e4f3e2d-6a4d-4f3e-9b8a-1c2d3e4f5a6b", "targetType": "group"}],
+                "excludeTargets": [{"id": "7a6b5c4d-6a4d-4f3e-9b8a-1c2d3e4f5a6b", "targetType": "group"}]}}}"#,
         );
+        assert_eq!(
+            s.value(&CAMPAIGN_INCLUDE_TARGETS, &["microsoftAuthenticator"]),
+            Some(2.0)
+        );
+        assert_eq!(
+            s.value(&CAMPAIGN_ALL_USERS, &["microsoftAuthenticator"]),
+            Some(0.0)
+        );
+        assert_eq!(s.value(&CAMPAIGN_INCLUDE_TARGETS, &["passkey"]), Some(1.0));
+        assert_eq!(s.value(&CAMPAIGN_ALL_USERS, &["passkey"]), Some(1.0));
+        // A target that names no method is counted, not dropped.
+        assert_eq!(s.value(&CAMPAIGN_INCLUDE_TARGETS, &["unknown"]), Some(1.0));
+        assert_eq!(s.value(&CAMPAIGN_EXCLUDE_TARGETS, &[]), Some(1.0));
     }
 
     #[test]

@@ -21,7 +21,7 @@ const NAME: &str = "contoso";
 /// Every series of the policy's families, by family and label values.
 type Series = BTreeMap<(String, Vec<String>), f64>;
 
-const FAMILIES: [(&str, &[&str]); 8] = [
+const FAMILIES: [(&str, &[&str]); 11] = [
     ("entra_authmethods_policy_method_enabled", &["method"]),
     (
         "entra_authmethods_policy_method_targets",
@@ -32,6 +32,18 @@ const FAMILIES: [(&str, &[&str]); 8] = [
     (
         "entra_authmethods_policy_registration_campaign_state",
         &["state"],
+    ),
+    (
+        "entra_authmethods_policy_registration_campaign_include_targets",
+        &["method"],
+    ),
+    (
+        "entra_authmethods_policy_registration_campaign_all_users",
+        &["method"],
+    ),
+    (
+        "entra_authmethods_policy_registration_campaign_exclude_targets",
+        &[],
     ),
     (
         "entra_authmethods_policy_system_preferred_mfa_state",
@@ -113,6 +125,34 @@ fn expected(policy: &Value) -> Series {
         &[],
         sms_sign_in,
     );
+    let campaign = &policy["registrationEnforcement"]["authenticationMethodsRegistrationCampaign"];
+    let mut targeted = BTreeMap::<&str, (f64, bool)>::new();
+    let includes = list(&campaign["includeTargets"]);
+    for target in &includes {
+        let method = target["targetedAuthenticationMethod"]
+            .as_str()
+            .expect("a targeted method");
+        let figures = targeted.entry(method).or_default();
+        figures.0 += 1.0;
+        figures.1 |= target["id"] == "all_users";
+    }
+    for (method, (targets, all_users)) in targeted {
+        put(
+            "entra_authmethods_policy_registration_campaign_include_targets",
+            &[method],
+            targets,
+        );
+        put(
+            "entra_authmethods_policy_registration_campaign_all_users",
+            &[method],
+            f64::from(u8::from(all_users)),
+        );
+    }
+    put(
+        "entra_authmethods_policy_registration_campaign_exclude_targets",
+        &[],
+        list(&campaign["excludeTargets"]).len() as f64,
+    );
     for (family, current, known) in [
         (
             "entra_authmethods_policy_registration_campaign_state",
@@ -176,14 +216,19 @@ async fn policy_of(fake: &FakeGraph) -> Value {
 }
 
 /// A policy that changed since the demo's: voice enabled for a group, a method and a campaign
-/// state Graph has not documented, a new @odata.type, SMS sign-in for two groups.
+/// state Graph has not documented, a new @odata.type, SMS sign-in for two groups, a campaign
+/// for two groups and the Authenticator instead of everyone and passkeys.
 fn changed_policy() -> Value {
     json!({
         "id": "authenticationMethodsPolicy",
         "lastModifiedDateTime": "2026-12-03T07:45:00Z",
         "policyMigrationState": "migrationComplete",
         "registrationEnforcement": {"authenticationMethodsRegistrationCampaign": {
-            "state": "microsoftManaged", "includeTargets": [], "excludeTargets": []}},
+            "state": "microsoftManaged",
+            "includeTargets": [
+                {"targetType": "group", "id": "6f1c2e9a-3b7d-4c51-9e0a-1d2f3a4b5c01", "targetedAuthenticationMethod": "microsoftAuthenticator"},
+                {"targetType": "group", "id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "targetedAuthenticationMethod": "microsoftAuthenticator"}],
+            "excludeTargets": [{"targetType": "group", "id": "0d4e5f60-7a8b-4c9d-8e0f-a1b2c3d4e5f6"}]}},
         "systemCredentialPreferences": {"state": "enabled"},
         "authenticationMethodConfigurations": [
             {"@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration", "id": "Sms", "state": "enabled",
