@@ -16,7 +16,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::Exporter;
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions};
 use futures_util::future::join_all;
 
 const SCRAPES: usize = 20;

@@ -2,17 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::Credential;
-use crate::cli::{Cli, DemoScenario};
+use crate::cli::Cli;
 use crate::collector::{Exposition, Metrics};
-use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
-use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
+use crate::config::Config;
 use crate::graph::{self, BUDGET_WINDOW, GraphClient, Limiter};
 use crate::poller::{Startup, Tenant, Verdict};
 use crate::reports::{self, strength::StrengthTable};
@@ -21,6 +19,19 @@ use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
 use crate::{Error, auth, poller};
+#[cfg(feature = "demo")]
+use {
+    crate::cli::DemoScenario,
+    crate::config::{CredentialConfig, GroupConfig, TenantConfig},
+    entra_fake_graph::{FakeGraph, FakeGraphOptions, Scenario},
+    std::time::Duration,
+};
+
+/// The in-process fake Graph behind `--demo`; a build without the `demo` feature has none.
+#[cfg(feature = "demo")]
+pub type DemoTenant = FakeGraph;
+#[cfg(not(feature = "demo"))]
+pub type DemoTenant = std::convert::Infallible;
 
 /// The configuration the exporter and `check` run with: the demo tenant in place with `--demo`,
 /// and only the tenants of this replica's shard.
@@ -28,7 +39,7 @@ pub struct Prepared {
     pub config: Config,
     pub strength: Arc<StrengthTable>,
     /// The in-process fake Graph behind `--demo`; it serves as long as this lives.
-    pub demo: Option<FakeGraph>,
+    pub demo: Option<DemoTenant>,
 }
 
 /// Loads the configuration, starts the demo's fake Graph if asked, and keeps this shard's
@@ -37,11 +48,15 @@ pub async fn prepare(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<
     // The demo tenant is a real HTTPS server on loopback, reached through the same code path
     // as Microsoft's.
     let demo = match cli.demo {
+        #[cfg(feature = "demo")]
         true => Some(FakeGraph::start(demo_options(cli.demo_scenario)).await?),
+        #[cfg(not(feature = "demo"))]
+        true => return Err(Error::DemoNotBuilt),
         false => None,
     };
     let mut config = Config::load(cli, env, &reports::names())?;
     let strength = Arc::new(StrengthTable::with_overrides(&config.strength_classes)?);
+    #[cfg(feature = "demo")]
     if let Some(fake) = &demo {
         use_demo_tenant(&mut config, fake)?;
     }
@@ -273,14 +288,18 @@ fn state_wanted(config: &Config) -> Vec<Wanted> {
 }
 
 /// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.
+#[cfg(feature = "demo")]
 const DEFAULT_REQUESTS_PER_10S: u32 = 5;
+#[cfg(feature = "demo")]
 /// The demo's budget when none is given.
 const DEMO_REQUESTS_PER_10S: u32 = 50;
 
+#[cfg(feature = "demo")]
 /// The demo's poll interval when `--poll.interval` is not given: short enough that dashboards
 /// move within minutes of `docker compose up`.
 const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+#[cfg(feature = "demo")]
 fn demo_options(scenario: DemoScenario) -> FakeGraphOptions {
     FakeGraphOptions {
         scenario: match scenario {
@@ -291,6 +310,7 @@ fn demo_options(scenario: DemoScenario) -> FakeGraphOptions {
     }
 }
 
+#[cfg(feature = "demo")]
 /// Points the configuration at the in-process fake: its URL for Graph and the authority, its
 /// CA as the extra trusted root, and its app registration as the one tenant.
 fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
@@ -336,6 +356,7 @@ mod tests {
     use clap::Parser;
     use std::io::Write;
 
+    #[cfg(feature = "demo")]
     #[tokio::test]
     async fn the_demo_tenant_keeps_the_global_report_settings_and_poll_interval() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -368,6 +389,7 @@ mod tests {
         assert_eq!(config.graph.requests_per_10s, DEMO_REQUESTS_PER_10S);
     }
 
+    #[cfg(feature = "demo")]
     #[tokio::test]
     async fn the_demo_polls_every_30s_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
@@ -402,6 +424,18 @@ mod tests {
         assert!(!Arc::ptr_eq(&budgets[1], &budgets[3]));
     }
 
+    #[cfg(not(feature = "demo"))]
+    #[tokio::test]
+    async fn a_build_without_the_demo_refuses_the_demo_flag() {
+        let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
+        let Err(err) = prepare(&cli, &|_| None).await else {
+            panic!("--demo accepted by a build without the demo");
+        };
+        assert!(matches!(err, Error::DemoNotBuilt), "{err}");
+        assert!(err.to_string().starts_with("--demo: "), "{err}");
+    }
+
+    #[cfg(feature = "demo")]
     #[test]
     fn the_scenario_flag_needs_the_demo_and_picks_the_fake_scenario() {
         assert!(Cli::try_parse_from(["x", "--demo.scenario=spike"]).is_err());

@@ -6,7 +6,9 @@
 //! [`exposition`]) → [`server`] (secured by [`web_config`]).
 //! [`poller`] runs one poll loop per tenant; [`shard`] picks the tenants of this replica;
 //! [`state`] keeps the usage counters across restarts (`--state.file`); [`check`] is the
-//! preflight subcommand; [`fake`] is the simulated Graph behind `--demo` and the tests.
+//! preflight subcommand. The simulated Graph behind `--demo` and the tests is its own crate,
+//! `entra-fake-graph` (crates/fake-graph), which knows nothing of this one; the `demo` feature
+//! (on by default) links it in.
 
 pub mod app;
 pub mod auth;
@@ -15,7 +17,6 @@ pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod exposition;
-pub mod fake;
 pub mod graph;
 pub mod labels;
 pub mod poller;
@@ -53,8 +54,14 @@ pub enum Error {
     WebConfig(#[from] web_config::WebConfigError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[cfg(feature = "demo")]
     #[error("demo tenant: {0}")]
-    Demo(#[from] fake::FakeError),
+    Demo(#[from] entra_fake_graph::FakeError),
+    #[cfg(not(feature = "demo"))]
+    #[error(
+        "--demo: this build has no demo tenant (built without the `demo` feature); build with default features to use it"
+    )]
+    DemoNotBuilt,
     #[error("{0}")]
     State(#[from] state::StateError),
 }

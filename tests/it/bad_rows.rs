@@ -8,7 +8,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Exporter, FakeReader, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 use serde_json::Value;
 
 const SKIPPED_MESSAGE: &str = "skipped rows that cannot be parsed";

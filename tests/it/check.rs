@@ -6,8 +6,8 @@ use crate::common;
 use std::process::{Command, Output};
 
 use common::{BIN, ConfiguredTenant, ca_file, command_for, fake, quiet, tenants_config};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions};
 use entra_authmethods_exporter::reports;
+use entra_fake_graph::{FakeGraph, FakeGraphOptions};
 use serde_json::Value;
 
 /// Runs `check` with the config file and `args` against the fake.

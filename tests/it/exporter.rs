@@ -5,7 +5,7 @@ use crate::common;
 use std::time::{Duration, SystemTime};
 
 use common::{Exporter, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraphOptions, Fault, UsageEvent, serve_recorder};
+use entra_fake_graph::{FakeGraphOptions, Fault, UsageEvent, serve_recorder};
 
 const FAMILIES: &[&str] = &[
     "entra_credential_users",

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::{Exporter, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault};
 
 const REPORT: &str = "credentialUserRegistrationDetails";
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use common::{
     ConfiguredTenant, Exporter, FakeReader, TENANT, fake, quiet, samples, tenants_config, up, value,
 };
-use entra_authmethods_exporter::fake::FakeGraph;
+use entra_fake_graph::FakeGraph;
 use serde_json::{Value, json};
 
 const REPORT: &str = "authenticationMethodsPolicy";

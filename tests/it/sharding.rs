@@ -10,8 +10,8 @@ use std::process::Command;
 use common::{
     Exporter, ca_file, command_for, fake, fake_tenants, quiet, samples, tenants_config, value,
 };
-use entra_authmethods_exporter::fake::FakeGraphOptions;
 use entra_authmethods_exporter::shard;
+use entra_fake_graph::FakeGraphOptions;
 
 const TOTAL: u32 = 3;
 const TENANTS: usize = 9;

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Exporter, TENANT, fake, quiet};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Exporter, TENANT, ca_file, command_for, fake, quiet, sum, value};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, UsageEvent};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, UsageEvent};
 
 const FAST_EVENTS: &str =
     "reports:\n  userEventsSummary: {interval: 1s}\n  userCredentialUsageDetails: {interval: 1s}\n";

@@ -8,7 +8,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Exporter, FakeReader, fake, quiet, samples, sum, temp_file};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, FakeGroup, Fault};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, FakeGroup, Fault};
 use serde_json::Value;
 
 const TENANT: &str = "contoso";

@@ -1,13 +1,19 @@
-//! The module graph: dependencies point one way, config → auth → graph → reports → snapshot →
-//! collector → server, with no cycles. Read from the sources: every `crate::module` path (and
-//! every name in `use crate::{...}`) outside comments and test modules is an edge from the
-//! module of the file to that module. `crate::Error` and `crate::error_chain` live in the crate
-//! root, which belongs to no module.
+//! The module graph of every crate in the workspace, read from whole source files (test
+//! modules included) with `syn`: every path a file names that resolves into its crate
+//! (`crate::…`, `super::…`, `self::…`, or a child module's name) is an edge from that file to the
+//! file defining the module it reaches. Checked in every crate: no two files import each
+//! other, and the top-level modules have no cycle. In the exporter, dependencies point one way,
+//! config → auth → graph → reports → snapshot → collector → server. The fake Graph
+//! (crates/fake-graph) must not know the exporter: neither its sources nor its manifest may
+//! name it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Edges the layering forbids, whatever else changes.
+use proc_macro2::{TokenStream, TokenTree};
+use syn::visit::Visit;
+
+/// Edges the exporter's layering forbids, between its top-level modules, whatever else changes.
 const FORBIDDEN: &[(&str, &str)] = &[
     ("config", "reports"),
     ("config", "auth"),
@@ -23,99 +29,414 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("collector", "server"),
 ];
 
-/// Top-level module → the modules its code (tests aside) names.
-fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    let mut dirs = vec![src.clone()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("src directory") {
+/// The exporter's library, as other crates name it.
+const EXPORTER: &str = "entra_authmethods_exporter";
+
+/// The crate root's own items that every module may use without the root depending back on
+/// it: `error_chain` formats any error and names nothing of the crate. (The root's `Error`
+/// names module errors, so a module that returns it does depend on the root, and counts.)
+const ROOT_HELPERS: &[&str] = &["error_chain"];
+
+/// Parent modules whose child files still import them back: reports/mod.rs holds both the
+/// report trait the reports implement and the registry that lists them. Pairs parent ⇄ child
+/// of these are let through, while there are any: the check fails once an entry is no longer
+/// needed, so that it goes.
+const PARENTS_IMPORTED_BACK: &[&str] = &["reports"];
+
+/// A module path from the crate root: `[]` for the root, `["reports", "groups"]`.
+type ModulePath = Vec<String>;
+
+/// A path a file names, made absolute from the crate root, and whether only tests name it.
+type Reference = (ModulePath, Code);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    Product,
+    /// In a `#[cfg(test)]` or `#[test]` item, or a file declared under `#[cfg(test)]`.
+    Test,
+}
+
+/// One crate's files: module path → the paths its code names.
+struct Crate {
+    name: String,
+    dir: PathBuf,
+    files: BTreeMap<ModulePath, Vec<Reference>>,
+    /// Per file, whether it names the exporter's library ([`EXPORTER`]).
+    external: BTreeMap<ModulePath, BTreeSet<String>>,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every crate of the workspace: the exporter at the root and each one under crates/.
+fn workspace_crates() -> Vec<Crate> {
+    let root = workspace_root();
+    let mut dirs = vec![root.clone()];
+    for entry in std::fs::read_dir(root.join("crates")).expect("crates directory") {
+        let dir = entry.expect("entry").path();
+        if dir.join("Cargo.toml").is_file() {
+            dirs.push(dir);
+        }
+    }
+    dirs.into_iter().map(|dir| read_crate(&dir)).collect()
+}
+
+fn read_crate(dir: &Path) -> Crate {
+    let src = dir.join("src");
+    let mut files = BTreeMap::new();
+    let mut external = BTreeMap::new();
+    let mut test_only = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("source directory") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
-                dirs.push(path);
+                pending.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
+                let relative = path.strip_prefix(&src).expect("under src");
+                // The binary is a crate of its own, on top of the library.
+                if relative == Path::new("main.rs") || relative.starts_with("bin") {
+                    continue;
+                }
+                let module = module_of(relative);
+                let text = std::fs::read_to_string(&path).expect("source file");
+                let read = references(&text, &module)
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+                files.insert(module.clone(), read.paths);
+                external.insert(module, read.external);
+                test_only.extend(read.test_children);
             }
         }
     }
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in files {
-        let relative = file.strip_prefix(&src).expect("under src");
-        let first = relative.components().next().expect("a component");
-        let module = first
-            .as_os_str()
-            .to_string_lossy()
-            .trim_end_matches(".rs")
-            .to_owned();
-        if module == "lib" || module == "main" {
-            continue;
+    mark_test_files(&mut files, &test_only);
+    Crate {
+        name: dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        dir: dir.to_owned(),
+        files,
+        external,
+    }
+}
+
+/// Everything in a file declared `#[cfg(test)] mod x;` (and below it) is test code.
+fn mark_test_files(files: &mut BTreeMap<ModulePath, Vec<Reference>>, test_only: &[ModulePath]) {
+    for (module, paths) in files {
+        if test_only.iter().any(|test| module.starts_with(test)) {
+            for (_, code) in paths {
+                *code = Code::Test;
+            }
         }
-        let text = std::fs::read_to_string(&file).expect("source file");
-        let edges = graph.entry(module.clone()).or_default();
-        for name in crate_references(&code_of(&text)) {
-            if name != module && name != "Error" && name != "error_chain" {
-                edges.insert(name);
+    }
+}
+
+/// `lib.rs` → `[]`, `graph/mod.rs` → `["graph"]`, `graph/rows.rs` → `["graph", "rows"]`.
+fn module_of(relative: &Path) -> ModulePath {
+    let mut module: ModulePath = relative
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(module.last().map(String::as_str), Some("lib" | "mod")) {
+        module.pop();
+    }
+    module
+}
+
+/// What a file's code names: the paths that start at `crate`, `super`, `self` or a possible
+/// child module, made absolute from the crate root (whether the first segment is a module is
+/// settled later, against the crate's files); whether it names the exporter; and the child
+/// module files it declares under `#[cfg(test)]`.
+fn references(text: &str, module: &ModulePath) -> syn::Result<Reader> {
+    let file = syn::parse_file(text)?;
+    let mut reader = Reader {
+        file_module: module.clone(),
+        inline: Vec::new(),
+        in_test: 0,
+        paths: Vec::new(),
+        external: BTreeSet::new(),
+        test_children: Vec::new(),
+    };
+    reader.visit_file(&file);
+    Ok(reader)
+}
+
+struct Reader {
+    file_module: ModulePath,
+    /// Inline modules (`mod tests { … }`) around the code being read.
+    inline: Vec<String>,
+    /// How many test items (`#[cfg(test)]`, `#[test]`) the code being read is in.
+    in_test: usize,
+    paths: Vec<Reference>,
+    external: BTreeSet<String>,
+    test_children: Vec<ModulePath>,
+}
+
+/// Whether an item is test code: `#[cfg(test)]`, `#[test]`, `#[tokio::test]`.
+fn is_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        let path = attr.path();
+        path.segments.last().is_some_and(|s| s.ident == "test")
+            || (path.is_ident("cfg")
+                && attr
+                    .meta
+                    .require_list()
+                    .is_ok_and(|list| list.tokens.to_string() == "test"))
+    })
+}
+
+fn attrs_of(item: &syn::Item) -> &[syn::Attribute] {
+    match item {
+        syn::Item::Const(i) => &i.attrs,
+        syn::Item::Enum(i) => &i.attrs,
+        syn::Item::ExternCrate(i) => &i.attrs,
+        syn::Item::Fn(i) => &i.attrs,
+        syn::Item::ForeignMod(i) => &i.attrs,
+        syn::Item::Impl(i) => &i.attrs,
+        syn::Item::Macro(i) => &i.attrs,
+        syn::Item::Mod(i) => &i.attrs,
+        syn::Item::Static(i) => &i.attrs,
+        syn::Item::Struct(i) => &i.attrs,
+        syn::Item::Trait(i) => &i.attrs,
+        syn::Item::TraitAlias(i) => &i.attrs,
+        syn::Item::Type(i) => &i.attrs,
+        syn::Item::Union(i) => &i.attrs,
+        syn::Item::Use(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+impl Reader {
+    fn record(&mut self, segments: &[String]) {
+        let Some(first) = segments.first() else {
+            return;
+        };
+        let current: ModulePath = self
+            .file_module
+            .iter()
+            .chain(&self.inline)
+            .cloned()
+            .collect();
+        let absolute = match first.as_str() {
+            "crate" => segments[1..].to_vec(),
+            "self" => current
+                .into_iter()
+                .chain(segments[1..].iter().cloned())
+                .collect(),
+            "super" => {
+                let ups = segments.iter().take_while(|s| *s == "super").count();
+                let mut base = current;
+                base.truncate(base.len().saturating_sub(ups));
+                base.into_iter()
+                    .chain(segments[ups..].iter().cloned())
+                    .collect()
+            }
+            _ => {
+                if first == EXPORTER {
+                    self.external.insert(first.clone());
+                }
+                // A child module of the current one, if the crate has it.
+                current
+                    .into_iter()
+                    .chain(segments.iter().cloned())
+                    .collect()
+            }
+        };
+        let code = match self.in_test {
+            0 => Code::Product,
+            _ => Code::Test,
+        };
+        self.paths.push((absolute, code));
+    }
+
+    /// Paths inside macro arguments (`matches!(x, crate::a::B)`), which syn leaves as tokens.
+    fn record_tokens(&mut self, tokens: TokenStream) {
+        let trees: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut index = 0;
+        while index < trees.len() {
+            match &trees[index] {
+                TokenTree::Group(group) => {
+                    self.record_tokens(group.stream());
+                    index += 1;
+                }
+                TokenTree::Ident(ident) => {
+                    let mut segments = vec![ident.to_string()];
+                    let mut next = index + 1;
+                    while let (
+                        Some(TokenTree::Punct(a)),
+                        Some(TokenTree::Punct(b)),
+                        Some(TokenTree::Ident(name)),
+                    ) = (trees.get(next), trees.get(next + 1), trees.get(next + 2))
+                    {
+                        if a.as_char() != ':' || b.as_char() != ':' {
+                            break;
+                        }
+                        segments.push(name.to_string());
+                        next += 3;
+                    }
+                    if segments.len() > 1 {
+                        self.record(&segments);
+                    }
+                    index = next;
+                }
+                TokenTree::Punct(_) | TokenTree::Literal(_) => index += 1,
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Reader {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        let test = is_test(attrs_of(item));
+        self.in_test += usize::from(test);
+        syn::visit::visit_item(self, item);
+        self.in_test -= usize::from(test);
+    }
+
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        let name = item.ident.to_string();
+        if item.content.is_some() {
+            self.inline.push(name);
+            syn::visit::visit_item_mod(self, item);
+            self.inline.pop();
+        } else if self.in_test > 0 {
+            // `mod x;` declares a file, it does not import it; under `#[cfg(test)]` the file
+            // is test code.
+            let mut child = self.file_module.clone();
+            child.extend(self.inline.iter().cloned());
+            child.push(name);
+            self.test_children.push(child);
+        }
+    }
+
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        let mut paths = Vec::new();
+        flatten(&item.tree, &mut Vec::new(), &mut paths);
+        for path in paths {
+            self.record(&path);
+        }
+    }
+
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        if segments.len() > 1 {
+            self.record(&segments);
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        self.record_tokens(mac.tokens.clone());
+        syn::visit::visit_macro(self, mac);
+    }
+}
+
+/// Each path a `use` tree brings in: `a::{b, c::*}` → `a::b`, `a::c`.
+fn flatten(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match tree {
+        syn::UseTree::Path(path) => {
+            prefix.push(path.ident.to_string());
+            flatten(&path.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(name) => out.push(with(prefix, &name.ident)),
+        syn::UseTree::Rename(rename) => out.push(with(prefix, &rename.ident)),
+        syn::UseTree::Glob(_) => out.push(prefix.clone()),
+        syn::UseTree::Group(group) => {
+            for item in &group.items {
+                flatten(item, prefix, out);
+            }
+        }
+    }
+}
+
+fn with(prefix: &[String], ident: &syn::Ident) -> Vec<String> {
+    let mut path = prefix.to_vec();
+    // `use a::{self}` names `a`.
+    if ident != "self" {
+        path.push(ident.to_string());
+    }
+    path
+}
+
+/// File → the other files of its crate it imports from (`tests`: with test code's imports,
+/// or `Product` code's only): each path goes to the deepest module
+/// file it reaches. A path that names another crate or a local item was made absolute from the
+/// file's own module, so it reaches that module and is no edge; uses of [`ROOT_HELPERS`] are
+/// not edges to the root.
+fn file_graph(krate: &Crate, tests: Code) -> BTreeMap<ModulePath, BTreeSet<ModulePath>> {
+    let modules: BTreeSet<&ModulePath> = krate.files.keys().collect();
+    let mut graph = BTreeMap::new();
+    for (file, paths) in &krate.files {
+        let edges: &mut BTreeSet<ModulePath> = graph.entry(file.clone()).or_default();
+        for (path, code) in paths {
+            if *code == Code::Test && tests == Code::Product {
+                continue;
+            }
+            let Some(target) = (0..=path.len())
+                .rev()
+                .map(|len| path[..len].to_vec())
+                .find(|prefix| modules.contains(prefix))
+            else {
+                continue;
+            };
+            let is_root_helper =
+                target.is_empty() && path.len() == 1 && ROOT_HELPERS.contains(&path[0].as_str());
+            if target != *file && !is_root_helper {
+                edges.insert(target);
             }
         }
     }
     graph
 }
 
-/// The code of a file without comments and without its test module (at the end of a file,
-/// after `#[cfg(test)]`).
-fn code_of(text: &str) -> String {
-    let code = match text.find("#[cfg(test)]\nmod tests") {
-        Some(tests) => &text[..tests],
-        None => text,
-    };
-    code.lines()
-        .map(|line| match line.find("//") {
-            Some(comment) => &line[..comment],
-            None => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// `reports::groups` → `reports`; the root is `(root)`.
+fn top_level(module: &ModulePath) -> String {
+    module
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "(root)".to_owned())
 }
 
-/// The first segment of every `crate::` path, and each name inside `use crate::{...}`.
-fn crate_references(code: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for (index, _) in code.match_indices("crate::") {
-        let rest = &code[index + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // Split the group into its items at its own depth; each item's first name counts.
-            let mut depth = 0;
-            let mut items = vec![String::new()];
-            for c in group.chars() {
-                match c {
-                    '}' if depth == 0 => break,
-                    ',' if depth == 0 => items.push(String::new()),
-                    _ => {
-                        depth += usize::from(c == '{');
-                        depth -= usize::from(c == '}');
-                        items.last_mut().expect("an item").push(c);
-                    }
-                }
+fn top_level_graph(
+    files: &BTreeMap<ModulePath, BTreeSet<ModulePath>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (file, targets) in files {
+        let from = top_level(file);
+        let edges = graph.entry(from.clone()).or_default();
+        for target in targets {
+            let to = top_level(target);
+            if to != from {
+                edges.insert(to);
             }
-            for item in items {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() && name != "self" {
-                    names.insert(name);
-                }
-            }
-        } else {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            names.insert(name);
         }
     }
-    names
+    graph
+}
+
+fn show(module: &ModulePath) -> String {
+    match module.is_empty() {
+        true => "(root)".to_owned(),
+        false => module.join("::"),
+    }
+}
+
+/// Pairs of files that import each other.
+fn mutual_imports(
+    graph: &BTreeMap<ModulePath, BTreeSet<ModulePath>>,
+) -> Vec<(ModulePath, ModulePath)> {
+    let mut pairs = Vec::new();
+    for (a, targets) in graph {
+        for b in targets {
+            if a < b && graph.get(b).is_some_and(|back| back.contains(a)) {
+                pairs.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    pairs
 }
 
 /// A cycle through `start`, if there is one.
@@ -147,8 +468,65 @@ fn cycle_from(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option
 }
 
 #[test]
-fn the_module_graph_has_no_cycles_and_follows_the_layers() {
-    let graph = module_graph();
+fn no_two_files_import_each_other_and_top_level_modules_have_no_cycle_in_any_crate() {
+    let crates = workspace_crates();
+    let names: Vec<&str> = crates.iter().map(|c| c.name.as_str()).collect();
+    assert!(names.contains(&"fake-graph"), "crates read: {names:?}");
+    let mut problems = Vec::new();
+    let mut parents_used = BTreeSet::new();
+    for krate in &crates {
+        assert!(krate.files.len() > 5, "{}: too few files read", krate.name);
+        let files = file_graph(krate, Code::Test);
+        for (a, b) in mutual_imports(&files) {
+            let parent = PARENTS_IMPORTED_BACK
+                .iter()
+                .find(|parent| a == [parent.to_string()] && b.len() == 2 && b.starts_with(&a));
+            match parent {
+                Some(parent) => {
+                    parents_used.insert(*parent);
+                }
+                None => problems.push(format!(
+                    "{}: files that import each other: {} ⇄ {}",
+                    krate.name,
+                    show(&a),
+                    show(&b)
+                )),
+            }
+        }
+        let top = top_level_graph(&files);
+        for module in top.keys() {
+            if let Some(cycle) = cycle_from(&top, module) {
+                problems.push(format!(
+                    "{}: module cycle: {}",
+                    krate.name,
+                    cycle.join(" → ")
+                ));
+            }
+        }
+    }
+    for parent in PARENTS_IMPORTED_BACK {
+        if !parents_used.contains(parent) {
+            problems.push(format!(
+                "no child of {parent} imports it back any more: remove it from PARENTS_IMPORTED_BACK"
+            ));
+        }
+    }
+    let root = std::fs::read_to_string(workspace_root().join("src/lib.rs")).expect("lib.rs");
+    for helper in ROOT_HELPERS {
+        if !root.contains(&format!("fn {helper}(")) {
+            problems.push(format!(
+                "{helper} is no longer in the crate root: remove it from ROOT_HELPERS"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_exporter_follows_the_layers() {
+    let exporter = read_crate(&workspace_root());
+    // Product code only: a test may check how two layers work together.
+    let graph = top_level_graph(&file_graph(&exporter, Code::Product));
     for module in [
         "config",
         "auth",
@@ -159,46 +537,105 @@ fn the_module_graph_has_no_cycles_and_follows_the_layers() {
     ] {
         assert!(graph.contains_key(module), "module {module} not found");
     }
-    for (module, edges) in &graph {
-        for target in edges {
-            assert!(
-                graph.contains_key(target),
-                "{module} names crate::{target}, which is no module"
-            );
-        }
-    }
     for (from, to) in FORBIDDEN {
         assert!(
             !graph[*from].contains(*to),
             "{from} must not depend on {to}"
         );
     }
-    for module in graph.keys() {
-        if let Some(cycle) = cycle_from(&graph, module) {
-            panic!("module cycle: {}", cycle.join(" → "));
-        }
+}
+
+#[test]
+fn the_fake_graph_does_not_know_the_exporter() {
+    let fake = read_crate(&workspace_root().join("crates/fake-graph"));
+    for (file, names) in &fake.external {
+        assert!(
+            !names.contains(EXPORTER),
+            "fake-graph's {} names the exporter ({EXPORTER})",
+            show(file)
+        );
+    }
+    let manifest = std::fs::read_to_string(fake.dir.join("Cargo.toml")).expect("manifest");
+    let manifest: String = manifest
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for needle in [
+        "entra-authmethods-exporter",
+        EXPORTER,
+        "\"../..\"",
+        "\"../../\"",
+    ] {
+        assert!(
+            !manifest.contains(needle),
+            "crates/fake-graph/Cargo.toml depends on the exporter ({needle})"
+        );
     }
 }
 
 #[test]
-fn the_reader_finds_paths_and_groups_and_skips_comments_and_tests() {
-    let text = "use crate::config::X;\nuse crate::{auth, graph::{self, Y}};\n\
-                // crate::reports in a comment\nfn f() { crate::snapshot::g(); }\n\
-                #[cfg(test)]\nmod tests { use crate::server; }\n";
-    let names = crate_references(&code_of(text));
-    let expected: BTreeSet<String> = ["config", "auth", "graph", "snapshot"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(names, expected);
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    graph.entry("a".into()).or_default().insert("b".into());
-    graph.entry("b".into()).or_default().insert("c".into());
-    graph.entry("c".into()).or_default();
-    assert_eq!(cycle_from(&graph, "a"), None);
-    graph.get_mut("c").unwrap().insert("a".into());
-    assert_eq!(
-        cycle_from(&graph, "a"),
-        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+fn the_reader_follows_whole_files_and_finds_mutual_imports() {
+    let module = |path: &str| -> ModulePath {
+        path.split("::")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut files = BTreeMap::new();
+    let mut test_only = Vec::new();
+    let mut read = |text: &str, at: &str| {
+        let reader = references(text, &module(at)).expect("parses");
+        test_only.extend(reader.test_children);
+        files.insert(module(at), reader.paths);
+    };
+    // A test module at the end of a file counts, as do macro arguments and child modules.
+    read(
+        "use crate::b::X;\nfn f() { assert!(matches!(x, crate::c::Y)); }\n\
+         // crate::d in a comment\n#[cfg(test)]\nmod tests { use super::*; use crate::d::Z; }\n",
+        "a",
     );
+    read("use std::fmt;\nfn g() -> crate::Error {}\n", "b");
+    read("pub fn h() { super::error_chain(); }\n", "c");
+    read("use super::{a::{self}, e};\n", "d");
+    read("", "e");
+    read("use crate::e::E;\n", "t");
+    read(
+        "mod a; mod b; #[cfg(test)] mod t; use c::h; pub fn error_chain() {}\n",
+        "",
+    );
+    mark_test_files(&mut files, &test_only);
+    let krate = Crate {
+        name: "planted".into(),
+        dir: PathBuf::new(),
+        files,
+        external: BTreeMap::new(),
+    };
+    let graph = file_graph(&krate, Code::Test);
+    let edges = |from: &str| -> Vec<String> { graph[&module(from)].iter().map(show).collect() };
+    assert_eq!(edges("a"), ["b", "c", "d"]);
+    assert_eq!(edges("b"), ["(root)"], "crate::Error is the root's");
+    assert!(edges("c").is_empty(), "error_chain is a root helper");
+    assert_eq!(edges("d"), ["a", "e"]);
+    assert_eq!(edges("t"), ["e"]);
+    assert_eq!(edges(""), ["c"], "`mod a;` declares, `use c::h` imports");
+    assert_eq!(
+        mutual_imports(&graph),
+        [(module("a"), module("d"))],
+        "the test module's import counts"
+    );
+    let top = top_level_graph(&graph);
+    assert_eq!(
+        cycle_from(&top, "a"),
+        Some(vec!["a".into(), "d".into(), "a".into()])
+    );
+    assert_eq!(cycle_from(&top, "e"), None);
+    // Without test code: neither the test module's import nor the test-only file's.
+    let product = file_graph(&krate, Code::Product);
+    assert_eq!(
+        product[&module("a")].iter().map(show).collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    assert!(product[&module("t")].is_empty());
+    assert!(mutual_imports(&product).is_empty());
 }

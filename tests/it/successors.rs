@@ -7,7 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Exporter, LEGACY_REPORTS, SUCCESSOR_REPORTS, TENANT, fake, quiet, sum, up, value};
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 
 const SUCCESSOR_FAMILIES: &[&str] = &[
     "entra_authmethods_users",

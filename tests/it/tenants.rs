@@ -11,7 +11,7 @@ use common::{
     ConfiguredTenant, Exporter, TENANT, ca_file, command_for, credential_up, fake, log_lines,
     quiet, report_up, tenants_config,
 };
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
 
 /// Cheap reports, enough to tell whether a tenant polls.
 const REPORTS: &[&str] = &[

@@ -11,7 +11,7 @@ use common::{
     Exporter, TENANT, WAIT, credential_up, fake, quiet, report_up, reports_yaml, temp_file, up,
     value,
 };
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, LoggedRequest};
 
 /// Cheap reports, each one request a poll, polled every second.
 const REPORTS: &[&str] = &[

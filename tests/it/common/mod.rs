@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entra_authmethods_exporter::fake::{FakeGraph, FakeGraphOptions};
+use entra_fake_graph::{FakeGraph, FakeGraphOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_entra-authmethods-exporter");
 pub const WAIT: Duration = Duration::from_secs(60);

@@ -703,7 +703,7 @@ fn midnight(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    data::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400))
+    wire::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400))
 }
 
 /// `userCount` of the entry whose `key` is `name` in a summary's `list`.
@@ -1814,7 +1814,7 @@ fn the_spike_scenario_floods_reset_failures_for_ten_minutes() -> TestResult {
         {
             let t = row["eventDateTime"].as_str().ok_or("no time")?;
             let in_range =
-                t >= data::rfc3339(at(from)).as_str() && t < data::rfc3339(at(to)).as_str();
+                t >= wire::rfc3339(at(from)).as_str() && t < wire::rfc3339(at(to)).as_str();
             if in_range && row["feature"] == "reset" && row["isSuccess"] == false {
                 counts.0 += 1;
                 counts.1 += u64::from(

@@ -5,8 +5,8 @@
 //! fresh CA and a leaf for `127.0.0.1` / `localhost`; clients trust the CA PEM.
 //!
 //! To run a second TLS server trusted by the same CA (for example the "foreign
-//! host" [`Recorder`](super::Recorder)), reuse the [`rustls::ServerConfig`]
-//! returned here or by [`FakeGraph::tls_config`](super::FakeGraph::tls_config):
+//! host" [`Recorder`](crate::Recorder)), reuse the [`rustls::ServerConfig`]
+//! returned here or by [`FakeGraph::tls_config`](crate::FakeGraph::tls_config):
 //! certificates are not bound to a port, so one leaf serves any loopback port.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-use super::FakeError;
+use crate::error::FakeError;
 
 /// Generates a CA and a leaf it signed, and builds a server config for the leaf.
 ///

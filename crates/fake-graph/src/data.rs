@@ -1,4 +1,4 @@
-//! The simulated tenant: users (generated on demand, see [`users`](super::users)),
+//! The simulated tenant: users (generated on demand, see [`users`](crate::users)),
 //! a registration campaign that slowly enrols them, a passkey campaign that
 //! slowly moves users who only have a phone to passkeys, and a rolling window of
 //! SSPR / registration usage events. Everything random comes from `seed` and
@@ -6,19 +6,18 @@
 //! same users and initial events (event ids aside: like Graph's, they are
 //! unique to each run).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use time::OffsetDateTime;
 
-use super::users::{
-    Census, SplitMix, User, UserRoles, UserTypes, user_display_name, user_principal_name,
-};
-use super::{FakeGraphOptions, Scenario, UsageEvent};
+use crate::options::{FakeGraphOptions, Scenario};
+use crate::seeded::{SplitMix, fnv1a, mix, pick, uuid_like};
+use crate::users::{Census, User, UserRoles, UserTypes, user_display_name, user_principal_name};
+use crate::wire::{rfc3339, visible};
 
 /// The longest report period (D30); older events leave the window.
 pub(crate) const WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -71,7 +70,6 @@ const USAGE_EVOLVABLE: &[&str] = &[
     "passKeySynced",
     "qrCode",
 ];
-const UNKNOWN_FUTURE_VALUE: &str = "unknownFutureValue";
 
 /// Share of automatic events that are resets (the rest are registrations),
 /// and of events that fail.
@@ -111,6 +109,20 @@ const SPIKE_METHOD: &str = "mobileSMS";
 const SPIKE_REASON: &str = "User abandoned the flow after entering an incorrect verification code";
 const SPIKE_REASON_SHARE: f64 = 0.9;
 
+/// An SSPR or registration attempt, as `userCredentialUsageDetails` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    /// `registration` or `reset`.
+    pub feature: String,
+    /// A usageAuthMethod member, e.g. `email`, `microsoftAuthenticatorPush`.
+    pub auth_method: String,
+    pub is_success: bool,
+    /// Empty on success.
+    pub failure_reason: String,
+    /// Index of the simulated user (`user0042@demo.contoso.test` for 42).
+    pub user: usize,
+}
+
 struct StoredEvent {
     /// Creation order; paging cursors point at it so a scan survives events
     /// being added or expired between pages.
@@ -119,6 +131,7 @@ struct StoredEvent {
     at: SystemTime,
     event: UsageEvent,
     /// A complete events page has listed it.
+    #[cfg(feature = "testing")]
     listed: bool,
 }
 
@@ -328,6 +341,7 @@ impl Simulation {
             id: id.clone(),
             at,
             event,
+            #[cfg(feature = "testing")]
             listed: false,
         });
         id
@@ -403,6 +417,7 @@ impl Simulation {
         }
     }
 
+    #[cfg(feature = "testing")]
     /// Marks the events with `seq` in `first..=last` as listed (nothing when `last < first`).
     pub(crate) fn mark_listed(&mut self, (first, last): (u64, u64)) {
         let start = self.events.partition_point(|e| e.seq < first);
@@ -414,8 +429,9 @@ impl Simulation {
         }
     }
 
+    #[cfg(feature = "testing")]
     /// Ids of the events still in the window that a complete page has listed.
-    pub(crate) fn listed_ids(&self) -> HashSet<String> {
+    pub(crate) fn listed_ids(&self) -> std::collections::HashSet<String> {
         self.events
             .iter()
             .filter(|e| e.listed)
@@ -708,86 +724,4 @@ fn after_gap(rng: &mut StdRng, from: SystemTime, mean: Duration) -> SystemTime {
         // A floor keeps absurd rates from spinning `advance` on tiny steps.
         .max(Duration::from_millis(1));
     from.checked_add(gap).unwrap_or(from)
-}
-
-/// Graph collapses evolvable enum members to `unknownFutureValue` unless the
-/// request sent `Prefer: include-unknown-enum-members`.
-pub(crate) fn visible<'a>(member: &'a str, evolvable: &[&str], include_unknown: bool) -> &'a str {
-    if include_unknown || !evolvable.contains(&member) {
-        member
-    } else {
-        UNKNOWN_FUTURE_VALUE
-    }
-}
-
-/// A weighted random pick; `T::default()` only for an empty table.
-pub(crate) fn pick<T: Copy + Default, R: Rng + ?Sized>(rng: &mut R, weighted: &[(T, u32)]) -> T {
-    let total: u32 = weighted.iter().map(|(_, w)| w).sum();
-    let mut r = rng.random_range(0..total.max(1));
-    for (item, weight) in weighted {
-        if r < *weight {
-            return *item;
-        }
-        r -= weight;
-    }
-    weighted.first().map_or_else(T::default, |(item, _)| *item)
-}
-
-/// `2026-11-23T10:00:00Z`: whole seconds, UTC, as Graph writes most times.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let t = OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Like [`rfc3339`], with 7 fractional digits when the time has any
-/// (`2026-11-23T08:15:41.6195833Z`), as `lastUpdatedDateTime` comes.
-pub(crate) fn rfc3339_precise(t: SystemTime) -> String {
-    let whole = rfc3339(t);
-    let nanos = OffsetDateTime::from(t).nanosecond();
-    match whole.strip_suffix('Z') {
-        Some(stem) if nanos != 0 => format!("{stem}.{:07}Z", nanos / 100),
-        _ => whole,
-    }
-}
-
-/// A stable, UUID-shaped id derived from `(seed, stream, n)`.
-pub(crate) fn uuid_like(seed: u64, stream: u64, n: u64) -> String {
-    let hi = mix(seed, stream, n);
-    let lo = splitmix64(hi ^ n);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xfff,
-        0x8000 | ((lo >> 48) & 0x3fff),
-        lo & 0xffff_ffff_ffff
-    )
-}
-
-pub(crate) fn mix(seed: u64, stream: u64, n: u64) -> u64 {
-    splitmix64(seed ^ splitmix64(stream ^ splitmix64(n)))
-}
-
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.bytes().chain(std::iter::once(0)))
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
 }

@@ -1,4 +1,5 @@
-//! A fake Microsoft Graph and Entra token endpoint for `--demo` mode and tests.
+//! A fake Microsoft Graph and Entra token endpoint for the exporter's `--demo` mode and tests.
+//! It knows nothing of the exporter (tests/structure.rs checks it).
 //!
 //! [`FakeGraph::start`] serves real HTTPS on `127.0.0.1` (an OS-picked port)
 //! with a certificate from a CA generated at start ([`FakeGraph::ca_pem`]).
@@ -59,7 +60,9 @@
 //! ids ([`FakeGraph::tenant_ids`]) and their own data (the same options, the
 //! seed plus the tenant's index).
 //!
-//! Tests steer it with [`FakeGraph::inject`] (one-shot faults: error
+//! With the `testing` feature (tests only: the exporter turns it on through its
+//! dev-dependency, so `--demo` and release builds carry none of it), tests steer it with
+//! [`FakeGraph::inject`] (one-shot faults: error
 //! statuses with `Retry-After`, delays past the client's timeout, bodies cut
 //! off on the wire, connections reset unanswered, invalid JSON, paging loops,
 //! empty or shortened lists, oversized pages, rows a client cannot parse),
@@ -73,227 +76,43 @@
 //! "foreign host" that counts requests and bearer tokens sent to it.
 
 mod data;
+mod error;
+#[cfg(feature = "testing")]
+mod faults;
 mod graph;
 mod groups;
+mod options;
 mod policy;
+mod seeded;
 mod server;
 mod stats;
 pub mod tls;
 mod users;
+mod wire;
 
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::task::JoinHandle;
 
+pub use data::UsageEvent;
+pub use error::FakeError;
+#[cfg(feature = "testing")]
+pub use faults::{Fault, LoggedRequest};
+pub use groups::FakeGroup;
+pub use options::{FakeGraphOptions, Scenario};
+#[cfg(feature = "testing")]
 pub use server::{Recorder, serve_recorder};
 
 use data::Simulation;
 use graph::{Shared, State};
+use seeded::uuid_like;
 
 /// The `id` stream of the extra tenants' ids.
 const STREAM_TENANT: u64 = 10;
-
-/// Knobs for the simulated tenant. `Default` gives a lively demo.
-#[derive(Debug, Clone)]
-pub struct FakeGraphOptions {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Simulated users in the registration reports.
-    pub users: usize,
-    /// Rows per page of the paged collections; must be at least 1.
-    pub page_size: usize,
-    /// The most rows a page holds whatever `$top` asks (Graph may serve fewer rows than asked);
-    /// at most 1000, userEventsSummary's documented maximum.
-    pub max_page_size: usize,
-    /// `expires_in` of issued tokens. azure_identity refreshes 300 s before
-    /// expiry, so anything shorter makes every `get_token` fetch a new token.
-    pub token_lifetime: Duration,
-    /// Seed for users and events; equal seeds give equal data.
-    pub seed: u64,
-    /// Usage events generated as wall time passes (a Poisson process); 0
-    /// disables generation so tests control events via
-    /// [`FakeGraph::add_usage_event`].
-    pub events_per_minute: f64,
-    /// Events already in the 30-day window at start, skewed towards recent.
-    pub initial_events: usize,
-    /// A registration campaign: users who lack SSPR or MFA registration
-    /// enrol at about this rate, in steps 5 minutes apart (so nothing changes
-    /// during the first 5 minutes), and every registration report shows it.
-    /// Deterministic from seed and elapsed time; 0 keeps registrations fixed.
-    pub registration_drift_per_hour: f64,
-    /// A passkey campaign ahead of the SMS and voice retirement: users who
-    /// only have a phone (as their strongest MFA method, or to reset their
-    /// password) register a passkey in Microsoft Authenticator at about this
-    /// rate, in steps a minute apart, the first one a minute after start.
-    /// Deterministic from seed and elapsed time; 0 keeps them as they are.
-    pub passkey_campaign_per_hour: f64,
-    /// What the usage events do over time.
-    pub scenario: Scenario,
-    /// Groups for the member lists; the default is the demo's.
-    pub groups: Vec<FakeGroup>,
-    /// Tenants served, `tenant_id` first; at least 1.
-    pub tenants: usize,
-    /// Keep a log of every request, in order of arrival ([`FakeGraph::request_log`]).
-    pub record_requests: bool,
-    /// How far behind the wall clock Graph's usage events are dated: every event's
-    /// `eventDateTime` is its creation time less this, so the whole 30-day window lags too,
-    /// as with stale report data or an exporter whose clock runs fast. Zero by default.
-    pub event_time_lag: Duration,
-}
-
-/// A group of the simulated tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeGroup {
-    /// Object id, a GUID.
-    pub id: String,
-    /// Display name; the demo uses it as the `group` label.
-    pub name: String,
-    /// Direct user members: the users with these indices (clamped to `users`).
-    pub members: Range<usize>,
-    /// Ids of groups nested in this one: their transitive members are members of this one.
-    pub nested: Vec<String>,
-    /// Deleted since someone configured it: Graph answers 404.
-    pub deleted: bool,
-}
-
-/// A storyline for the usage events, e.g. to make a demo alert fire.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Scenario {
-    /// Events at `events_per_minute`, 20% of them failures.
-    #[default]
-    Steady,
-    /// Steady, plus an SMS incident: from about 60 s after start and for
-    /// about 10 minutes, SSPR reset failures arrive at about 20 times their
-    /// steady rate, nearly all `mobileSMS` with one dominant failure reason.
-    /// Scales with `events_per_minute`, so a rate of 0 disables it too.
-    Spike,
-}
-
-impl Default for FakeGraphOptions {
-    fn default() -> Self {
-        const USERS: usize = 250;
-        FakeGraphOptions {
-            tenant_id: "11111111-2222-3333-4444-555555555555".to_owned(),
-            client_id: "demo-client-id".to_owned(),
-            client_secret: "demo-client-secret".to_owned(),
-            users: USERS,
-            page_size: 100,
-            max_page_size: 1000,
-            token_lifetime: Duration::from_secs(3600),
-            seed: 42,
-            events_per_minute: 6.0,
-            initial_events: 200,
-            registration_drift_per_hour: 30.0,
-            passkey_campaign_per_hour: 6.0,
-            scenario: Scenario::Steady,
-            groups: groups::demo_groups(USERS),
-            tenants: 1,
-            record_requests: false,
-            event_time_lag: Duration::ZERO,
-        }
-    }
-}
-
-/// A request as the fake received it, for tests that check order and timing.
-#[derive(Debug, Clone)]
-pub struct LoggedRequest {
-    /// The tenant: of the bearer token for Graph, of the path for the token
-    /// endpoint; `None` when neither names a tenant the fake serves.
-    pub tenant: Option<String>,
-    /// Path and query as received.
-    pub target: String,
-    /// When the request arrived.
-    pub at: std::time::Instant,
-    /// The status answered; 0 for a connection closed unanswered ([`Fault::Reset`]).
-    pub status: u16,
-}
-
-/// An SSPR or registration attempt, as `userCredentialUsageDetails` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageEvent {
-    /// `registration` or `reset`.
-    pub feature: String,
-    /// A usageAuthMethod member, e.g. `email`, `microsoftAuthenticatorPush`.
-    pub auth_method: String,
-    pub is_success: bool,
-    /// Empty on success.
-    pub failure_reason: String,
-    /// Index of the simulated user (`user0042@demo.contoso.test` for 42).
-    pub user: usize,
-}
-
-/// A one-shot misbehaviour for [`FakeGraph::inject`].
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// Answer with this status. An empty `body` becomes a Graph error body.
-    Status {
-        code: u16,
-        retry_after: Option<String>,
-        body: String,
-    },
-    /// `200` with a complete body that is not valid JSON (it stops mid-object).
-    InvalidJson,
-    /// The normal response, with `@odata.nextLink` set to this absolute URL.
-    ForeignNextLink(String),
-    /// Sleep, then answer normally: longer than the client's timeout, a response that times out.
-    Delay(Duration),
-    /// The normal response cut in half on the wire: `Content-Length` announces the whole body,
-    /// half of it is sent, then the connection closes.
-    TruncatedBody,
-    /// The normal response, with `@odata.nextLink` pointing at the request's own URL: a paging
-    /// loop.
-    NextLinkLoop,
-    /// `200` with an empty `value` that still has an `@odata.nextLink` (the page's own, or the
-    /// request's URL on the last page).
-    EmptyPageWithNextLink,
-    /// `200` with an empty `value` and no `@odata.nextLink`: a transient empty list.
-    EmptyCollection,
-    /// The normal page without its `@odata.nextLink`: the list ends early, a shorter window.
-    NoNextLink,
-    /// The connection closes before any answer, as when it is reset.
-    Reset,
-    /// The normal page grown to at least `bytes` bytes by repeating its rows (a valid page),
-    /// sent with its `Content-Length`, or gzip-compressed (`Content-Encoding: gzip`, so only
-    /// the decoded size tells), as a misbehaving proxy might.
-    OversizedPage { bytes: usize, gzip: bool },
-    /// The normal response with its last row spoiled so that a client cannot parse it: `field`
-    /// set to `value`, or removed when `value` is `None` (a `null` `isSuccess`, an `id` of the
-    /// wrong type, a missing `id`). In a single document (`usersRegisteredBy*`) the row is the
-    /// last one of its first list. A spoiled usage event does not count as listed.
-    BadRow {
-        field: String,
-        value: Option<serde_json::Value>,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FakeError {
-    #[error("invalid fake Graph options: {0}")]
-    InvalidOptions(&'static str),
-    #[error("generating the fake {what}")]
-    Cert {
-        what: &'static str,
-        #[source]
-        source: rcgen::Error,
-    },
-    #[error("building the fake server's TLS config")]
-    Tls(#[source] rustls::Error),
-    #[error("binding the fake server to {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("reading the fake server's bound address")]
-    LocalAddr(#[source] std::io::Error),
-}
 
 /// A running fake; the server stops when this is dropped.
 pub struct FakeGraph {
@@ -336,10 +155,7 @@ impl FakeGraph {
         let (listener, addr) = server::bind_loopback().await?;
         let now = SystemTime::now();
         let tenant_ids: Vec<String> = std::iter::once(opts.tenant_id.clone())
-            .chain(
-                (1..opts.tenants)
-                    .map(|index| data::uuid_like(opts.seed, STREAM_TENANT, index as u64)),
-            )
+            .chain((1..opts.tenants).map(|index| uuid_like(opts.seed, STREAM_TENANT, index as u64)))
             .collect();
         let sims = (0..opts.tenants)
             .map(|index| {
@@ -357,6 +173,7 @@ impl FakeGraph {
             base_url: server::https_url(addr),
             tenant_id: opts.tenant_id.clone(),
             tenant_ids,
+            #[cfg(feature = "testing")]
             record_requests: opts.record_requests,
             client_id: opts.client_id.clone(),
             client_secret: opts.client_secret.clone(),
@@ -364,12 +181,12 @@ impl FakeGraph {
             max_page_size: opts.max_page_size,
             token_lifetime: opts.token_lifetime,
             groups: opts.groups.clone(),
-            state: Mutex::new(State::new(
-                sims,
-                opts.record_requests,
-                policy::demo_policy(&opts.groups),
-            )),
+            state: Mutex::new(State::new(sims, policy::demo_policy(&opts.groups))),
         });
+        #[cfg(feature = "testing")]
+        if opts.record_requests {
+            shared.lock().log = Some(Vec::new());
+        }
         let task = server::spawn_tls_server(listener, Arc::clone(&tls), {
             let shared = Arc::clone(&shared);
             move |req| {
@@ -424,6 +241,16 @@ impl FakeGraph {
         &self.shared.groups
     }
 
+    /// Stops the server and closes its connections (dropping does the same).
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+/// What tests steer and read: faults, retired paths, expired tokens, added events, policy
+/// changes, the request log and counts.
+#[cfg(feature = "testing")]
+impl FakeGraph {
     /// Successful token responses so far, in every tenant.
     pub fn tokens_issued(&self) -> usize {
         self.shared.lock().tokens_issued
@@ -527,11 +354,6 @@ impl FakeGraph {
     /// Drops events older than `t`, as if they had left the report window.
     pub fn expire_usage_events_before(&self, t: SystemTime) {
         self.shared.lock().sims[0].expire_before(t);
-    }
-
-    /// Stops the server and closes its connections (dropping does the same).
-    pub fn shutdown(self) {
-        self.task.abort();
     }
 }
 

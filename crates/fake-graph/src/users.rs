@@ -6,10 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use rand::{Rng, RngCore};
+use rand::Rng;
 use serde::Serialize;
 
-use super::data::{mix, pick, rfc3339_precise, splitmix64, uuid_like, visible};
+use crate::seeded::{SplitMix, mix, pick, uuid_like};
+use crate::wire::{rfc3339_precise, visible};
 
 const STREAM_USER_ID: u64 = 1;
 const STREAM_USER_RNG: u64 = 6;
@@ -707,30 +708,5 @@ impl Census {
             }
         }
         totals
-    }
-}
-
-/// SplitMix64 as a `rand` generator: seeding and drawing cost a few
-/// arithmetic operations, which matters when a count scans a million users.
-/// Statistical quality is ample for simulated data; nothing here is secret.
-pub(crate) struct SplitMix(pub(crate) u64);
-
-impl RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let out = splitmix64(self.0);
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        out
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            for (d, s) in chunk.iter_mut().zip(self.next_u64().to_le_bytes()) {
-                *d = s;
-            }
-        }
     }
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::data::{Simulation, fnv1a, mix, rfc3339, uuid_like};
+use crate::data::Simulation;
+use crate::seeded::{fnv1a, mix, uuid_like};
+use crate::wire::rfc3339;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Days in `userMfaSignInSummary` and `userPasswordResetsAndChangesSummary`.

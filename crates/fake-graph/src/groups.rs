@@ -5,7 +5,20 @@
 
 use std::ops::Range;
 
-use super::FakeGroup;
+/// A group of the simulated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeGroup {
+    /// Object id, a GUID.
+    pub id: String,
+    /// Display name; the demo uses it as the `group` label.
+    pub name: String,
+    /// Direct user members: the users with these indices (clamped to `users`).
+    pub members: Range<usize>,
+    /// Ids of groups nested in this one: their transitive members are members of this one.
+    pub nested: Vec<String>,
+    /// Deleted since someone configured it: Graph answers 404.
+    pub deleted: bool,
+}
 
 /// Index ranges of the users in group `id` and every group nested in it, sorted, merged and
 /// clamped to the tenant's `users`; `None` for a group that does not exist or was deleted.

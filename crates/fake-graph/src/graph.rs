@@ -7,29 +7,38 @@
 //! fire only on authenticated requests, which is what the exporter sends. The
 //! token endpoint applies retire and faults before checking credentials.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName,
-    HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::data::{Simulation, rfc3339, uuid_like};
-use super::groups::{member_page, transitive_members};
-use super::server::{FakeResponse, ResetConnection};
-use super::stats;
-use super::users::{UserRoles, UserTypes, user_id};
-use super::{FakeGroup, Fault, LoggedRequest};
+use crate::data::Simulation;
+#[cfg(feature = "testing")]
+use crate::faults::{Fault, Faults, LoggedRequest, Scope};
+use crate::groups::{FakeGroup, member_page, transitive_members};
+use crate::seeded::uuid_like;
+use crate::server::FakeResponse;
+#[cfg(feature = "testing")]
+use crate::server::ResetConnection;
+use crate::stats;
+use crate::users::{UserRoles, UserTypes, user_id};
+use crate::wire::rfc3339;
+#[cfg(feature = "testing")]
+use {
+    futures_util::StreamExt as _,
+    http_body_util::StreamBody,
+    hyper::body::Frame,
+    hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER},
+};
 
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 const ENTRA_JSON: &str = "application/json; charset=utf-8";
@@ -45,15 +54,17 @@ const SKIPTOKEN_MASK: u64 = 0x5a17_c3e9_0b4d_2f86;
 const MAX_TOP: usize = 1000;
 const PREFER_UNKNOWN_MEMBERS: &str = "include-unknown-enum-members";
 /// How long a cut-short body waits after its half before the connection closes.
+#[cfg(feature = "testing")]
 const CUT_SHORT_PAUSE: Duration = Duration::from_millis(50);
 
-/// What the server task and the [`FakeGraph`](super::FakeGraph) handle share.
+/// What the server task and the [`FakeGraph`](crate::FakeGraph) handle share.
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) tenant_id: String,
     /// Every tenant served, `tenant_id` first; a tenant's index is its place here.
     pub(crate) tenant_ids: Vec<String>,
     /// Whether [`State::log`] keeps every request.
+    #[cfg(feature = "testing")]
     pub(crate) record_requests: bool,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
@@ -64,132 +75,40 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
 }
 
-/// Where a fault or a retirement applies: every tenant, or the one with this id.
-type Scope = Option<String>;
-
 pub(crate) struct State {
     /// Each tenant's data, by tenant index.
     pub(crate) sims: Vec<Simulation>,
     /// access token -> (expiry, tenant index).
     tokens: HashMap<String, (Instant, usize)>,
+    #[cfg(feature = "testing")]
     pub(crate) tokens_issued: usize,
     /// Graph path+query (as received) -> count. Keys are distinct targets,
-    /// which grow only with paging cursors: small for test and demo runs.
+    /// which grow only with paging cursors: small for test runs.
+    #[cfg(feature = "testing")]
     graph_requests: HashMap<String, usize>,
-    /// FIFO of one-shot faults per key, in the order keys were first used.
-    faults: Vec<(Scope, String, VecDeque<Fault>)>,
-    retired: Vec<(Scope, String, u16)>,
+    #[cfg(feature = "testing")]
+    faults: Faults,
     /// Every request in order, when asked for.
+    #[cfg(feature = "testing")]
     pub(crate) log: Option<Vec<LoggedRequest>>,
     /// What `/policies/authenticationMethodsPolicy` answers, in every tenant.
     pub(crate) policy: Value,
 }
 
 impl State {
-    pub(crate) fn new(sims: Vec<Simulation>, record_requests: bool, policy: Value) -> Self {
+    pub(crate) fn new(sims: Vec<Simulation>, policy: Value) -> Self {
         State {
             sims,
             tokens: HashMap::new(),
+            #[cfg(feature = "testing")]
             tokens_issued: 0,
+            #[cfg(feature = "testing")]
             graph_requests: HashMap::new(),
-            faults: Vec::new(),
-            retired: Vec::new(),
-            log: record_requests.then(Vec::new),
+            #[cfg(feature = "testing")]
+            faults: Faults::default(),
+            #[cfg(feature = "testing")]
+            log: None,
             policy,
-        }
-    }
-
-    pub(crate) fn requests(&self, path_contains: &str) -> usize {
-        self.graph_requests
-            .iter()
-            .filter(|(target, _)| Target::new(target).matches(path_contains))
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    pub(crate) fn inject(&mut self, scope: Scope, key: &str, fault: Fault) {
-        match self
-            .faults
-            .iter_mut()
-            .find(|(s, k, _)| *s == scope && k == key)
-        {
-            Some((_, _, queue)) => queue.push_back(fault),
-            None => self
-                .faults
-                .push((scope, key.to_owned(), VecDeque::from([fault]))),
-        }
-    }
-
-    pub(crate) fn retire(&mut self, scope: Scope, key: &str, status: u16) {
-        match self
-            .retired
-            .iter_mut()
-            .find(|(s, k, _)| *s == scope && k == key)
-        {
-            Some((_, _, s)) => *s = status,
-            None => self.retired.push((scope, key.to_owned(), status)),
-        }
-    }
-
-    /// Lifts the retirement of `key`, in every tenant it was retired for.
-    pub(crate) fn restore(&mut self, key: &str) {
-        self.retired.retain(|(_, k, _)| k != key);
-    }
-
-    pub(crate) fn queued_faults(&self, key: &str) -> usize {
-        self.faults
-            .iter()
-            .filter(|(_, k, _)| k == key)
-            .map(|(_, _, queue)| queue.len())
-            .sum()
-    }
-
-    pub(crate) fn clear_faults(&mut self) -> usize {
-        let pending = self.faults.iter().map(|(_, _, queue)| queue.len()).sum();
-        self.faults.clear();
-        pending
-    }
-
-    fn take_fault(&mut self, target: &Target, tenant: Option<&str>) -> Option<Fault> {
-        let pos = self
-            .faults
-            .iter()
-            .position(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))?;
-        let queue = &mut self.faults.get_mut(pos)?.2;
-        let fault = queue.pop_front();
-        if queue.is_empty() {
-            self.faults.remove(pos);
-        }
-        fault
-    }
-
-    fn retired_status(&self, target: &Target, tenant: Option<&str>) -> Option<u16> {
-        self.retired
-            .iter()
-            .find(|(scope, k, _)| in_scope(scope, tenant) && target.matches(k))
-            .map(|(_, _, s)| *s)
-    }
-
-    /// What a request should suffer instead of a normal answer: the status of a retired
-    /// path, else the next queued fault (consumed).
-    fn misbehaviour(
-        &mut self,
-        target: &Target,
-        tenant: Option<&str>,
-    ) -> (Option<u16>, Option<Fault>) {
-        let retired = self.retired_status(target, tenant);
-        let fault = retired
-            .is_none()
-            .then(|| self.take_fault(target, tenant))
-            .flatten();
-        (retired, fault)
-    }
-
-    /// Makes every token issued so far expire now.
-    pub(crate) fn expire_tokens(&mut self) {
-        let now = Instant::now();
-        for (expiry, _) in self.tokens.values_mut() {
-            *expiry = now;
         }
     }
 
@@ -202,10 +121,50 @@ impl State {
     }
 }
 
-fn in_scope(scope: &Scope, tenant: Option<&str>) -> bool {
-    match scope {
-        None => true,
-        Some(id) => tenant.is_some_and(|t| t.eq_ignore_ascii_case(id)),
+#[cfg(feature = "testing")]
+impl State {
+    pub(crate) fn requests(&self, path_contains: &str) -> usize {
+        self.graph_requests
+            .iter()
+            .filter(|(target, _)| Target::new(target).matches(path_contains))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub(crate) fn inject(&mut self, scope: Scope, key: &str, fault: Fault) {
+        self.faults.inject(scope, key, fault);
+    }
+
+    pub(crate) fn retire(&mut self, scope: Scope, key: &str, status: u16) {
+        self.faults.retire(scope, key, status);
+    }
+
+    pub(crate) fn restore(&mut self, key: &str) {
+        self.faults.restore(key);
+    }
+
+    pub(crate) fn queued_faults(&self, key: &str) -> usize {
+        self.faults.queued(key)
+    }
+
+    pub(crate) fn clear_faults(&mut self) -> usize {
+        self.faults.clear()
+    }
+
+    fn misbehaviour(
+        &mut self,
+        target: &Target,
+        tenant: Option<&str>,
+    ) -> (Option<u16>, Option<Fault>) {
+        self.faults.misbehaviour(|key| target.matches(key), tenant)
+    }
+
+    /// Makes every token issued so far expire now.
+    pub(crate) fn expire_tokens(&mut self) {
+        let now = Instant::now();
+        for (expiry, _) in self.tokens.values_mut() {
+            *expiry = now;
+        }
     }
 }
 
@@ -226,6 +185,7 @@ impl Shared {
 /// A request path+query, as received and percent-decoded, for substring
 /// matching: callers write `period='D1'` while clients may send `%27`.
 struct Target {
+    #[cfg(feature = "testing")]
     raw: String,
     decoded: String,
 }
@@ -233,11 +193,13 @@ struct Target {
 impl Target {
     fn new(raw: &str) -> Self {
         Target {
+            #[cfg(feature = "testing")]
             raw: raw.to_owned(),
             decoded: percent_decode(raw),
         }
     }
 
+    #[cfg(feature = "testing")]
     fn matches(&self, key: &str) -> bool {
         self.raw.contains(key) || self.decoded.contains(key)
     }
@@ -269,10 +231,12 @@ struct Reply {
     content_type: &'static str,
     body: Bytes,
     headers: Vec<(HeaderName, String)>,
+    #[cfg(feature = "testing")]
     delivery: Delivery,
 }
 
 /// How a reply goes on the wire.
+#[cfg(feature = "testing")]
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Delivery {
     Whole,
@@ -289,6 +253,7 @@ impl Reply {
             content_type: GRAPH_JSON,
             body: Bytes::from(body.to_string()),
             headers: Vec::new(),
+            #[cfg(feature = "testing")]
             delivery: Delivery::Whole,
         }
     }
@@ -314,7 +279,9 @@ impl Reply {
     }
 
     fn into_response(self, ids: &Ids, is_legacy_report: bool) -> FakeResponse {
+        #[cfg(feature = "testing")]
         let whole = self.body.len();
+        #[cfg(feature = "testing")]
         let body = if self.delivery == Delivery::CutShort {
             // A stream has no known size, so hyper trusts the Content-Length below. It sends
             // the half (the pause lets it reach the wire), finds the body ended early and
@@ -328,13 +295,17 @@ impl Reply {
         } else {
             BodyExt::boxed(Full::new(self.body))
         };
+        #[cfg(not(feature = "testing"))]
+        let body = BodyExt::boxed(Full::new(self.body));
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
+        #[cfg(feature = "testing")]
         if self.delivery == Delivery::Reset {
             resp.extensions_mut().insert(ResetConnection);
         }
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        #[cfg(feature = "testing")]
         if self.delivery == Delivery::CutShort {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(whole));
         }
@@ -365,6 +336,7 @@ impl Reply {
 }
 
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeResponse {
+    #[cfg(feature = "testing")]
     let arrived = Instant::now();
     let ids = Ids::new(req.headers());
     let raw = req
@@ -379,15 +351,19 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
         (tenant, reply.into_response(&ids, false))
     } else {
         // Only the log needs to know whose request this is before it is answered.
+        #[cfg(feature = "testing")]
         let tenant = shared
             .record_requests
             .then(|| bearer(req.headers()).and_then(|token| shared.lock().token_tenant(token)))
             .flatten();
+        #[cfg(not(feature = "testing"))]
+        let tenant = None;
         let route = Route::parse(&path);
         let is_legacy_report = route.as_ref().is_ok_and(Route::is_deprecated);
         let reply = graph(shared, req, &target, &path, route, &ids).await;
         (tenant, reply.into_response(&ids, is_legacy_report))
     };
+    #[cfg(feature = "testing")]
     if shared.record_requests
         && let Some(log) = &mut shared.lock().log
     {
@@ -402,6 +378,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> FakeRespo
             },
         });
     }
+    #[cfg(not(feature = "testing"))]
+    let _ = (tenant, raw);
     response
 }
 
@@ -413,6 +391,7 @@ fn token_tenant(path: &str) -> Option<&str> {
     (rest == ["oauth2", "v2.0", "token"]).then_some(tenant)
 }
 
+#[cfg(feature = "testing")]
 /// What a queued fault leaves for the normal path to do.
 enum FaultEffect {
     Answer(Reply),
@@ -420,6 +399,7 @@ enum FaultEffect {
     None,
 }
 
+#[cfg(feature = "testing")]
 /// A change to a normal `200` JSON answer.
 enum Reshape {
     NextLink(String),
@@ -439,6 +419,7 @@ enum Reshape {
     },
 }
 
+#[cfg(feature = "testing")]
 /// Which rows of a reshaped answer still reach the client whole.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RowsKept {
@@ -447,6 +428,7 @@ enum RowsKept {
     None,
 }
 
+#[cfg(feature = "testing")]
 impl Reshape {
     /// Applies the change to `reply`, whose request was for `own_url`. Returns the reply and
     /// which of the rows it had still reach the client whole.
@@ -505,6 +487,7 @@ impl Reshape {
     }
 }
 
+#[cfg(feature = "testing")]
 /// `reply`'s page grown to at least `bytes`: its rows repeated (whitespace for a page without
 /// rows), its other fields kept, so that it stays a valid page; gzip-compressed if asked, as a
 /// proxy may send it.
@@ -555,6 +538,7 @@ fn oversize(mut reply: Reply, bytes: usize, gzip: bool) -> Reply {
     reply
 }
 
+#[cfg(feature = "testing")]
 /// The last row of a page's `value`, or of a single document's first list.
 fn last_row(body: &mut Value) -> Option<&mut Value> {
     let object = body.as_object_mut()?;
@@ -566,6 +550,7 @@ fn last_row(body: &mut Value) -> Option<&mut Value> {
     list.as_array_mut()?.last_mut()
 }
 
+#[cfg(feature = "testing")]
 /// Error body shape: clients parse Entra and Graph errors differently
 /// (azure_identity needs `error_codes` and `error_description`).
 #[derive(Clone, Copy)]
@@ -574,6 +559,7 @@ enum Flavor {
     Entra,
 }
 
+#[cfg(feature = "testing")]
 impl Flavor {
     fn error(self, status: StatusCode, message: &str, ids: &Ids) -> Reply {
         match self {
@@ -590,6 +576,35 @@ impl Flavor {
     }
 }
 
+/// What tests asked this request to suffer: `Err` an answer to send instead of the normal one
+/// (a retired path's, a fault's), `Ok` a change to make to the normal one, if any.
+#[cfg(feature = "testing")]
+async fn misbehave(
+    shared: &Shared,
+    target: &Target,
+    path: &str,
+    tenant_id: Option<&str>,
+    flavor: Flavor,
+    ids: &Ids,
+) -> Result<Option<Reshape>, Reply> {
+    let (retired, fault) = shared.lock().misbehaviour(target, tenant_id);
+    if let Some(status) = retired {
+        return Err(retired_reply(status, path, flavor, ids));
+    }
+    match apply_fault(fault, flavor, ids).await {
+        FaultEffect::Answer(reply) => Err(reply),
+        FaultEffect::Reshape(reshape) => Ok(Some(reshape)),
+        FaultEffect::None => Ok(None),
+    }
+}
+
+/// The request's own URL, absolute, as a nextLink would give it.
+#[cfg(feature = "testing")]
+fn own_url(shared: &Shared, target: &Target) -> String {
+    format!("{}{}", shared.base_url, target.raw)
+}
+
+#[cfg(feature = "testing")]
 async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEffect {
     match fault {
         None => FaultEffect::None,
@@ -649,6 +664,7 @@ async fn apply_fault(fault: Option<Fault>, flavor: Flavor, ids: &Ids) -> FaultEf
     }
 }
 
+#[cfg(feature = "testing")]
 fn retired_reply(status: u16, path: &str, flavor: Flavor, ids: &Ids) -> Reply {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
     let segment = last_segment(path);
@@ -664,6 +680,7 @@ fn retired_reply(status: u16, path: &str, flavor: Flavor, ids: &Ids) -> Reply {
     flavor.error(status, &message, ids)
 }
 
+#[cfg(feature = "testing")]
 fn graph_error_code(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "BadRequest",
@@ -692,24 +709,28 @@ async fn token(
     ids: &Ids,
 ) -> Reply {
     let tenant_id = tenant.and_then(|index| shared.tenant_ids.get(index).map(String::as_str));
-    let (retired, fault) = shared.lock().misbehaviour(target, tenant_id);
-    if let Some(status) = retired {
-        return retired_reply(status, &target.decoded, Flavor::Entra, ids);
-    }
-    let reshape = match apply_fault(fault, Flavor::Entra, ids).await {
-        FaultEffect::Answer(reply) => return reply,
-        FaultEffect::Reshape(reshape) => Some(reshape),
-        FaultEffect::None => None,
+    #[cfg(feature = "testing")]
+    let reshape = match misbehave(
+        shared,
+        target,
+        &target.decoded,
+        tenant_id,
+        Flavor::Entra,
+        ids,
+    )
+    .await
+    {
+        Ok(reshape) => reshape,
+        Err(reply) => return reply,
     };
     let reply = issue_token(shared, req, target, tenant.zip(tenant_id), ids).await;
-    match reshape {
-        Some(reshape) if reply.status == StatusCode::OK => {
-            reshape
-                .apply(reply, &format!("{}{}", shared.base_url, target.raw))
-                .0
-        }
-        _ => reply,
+    #[cfg(feature = "testing")]
+    if let Some(reshape) = reshape
+        && reply.status == StatusCode::OK
+    {
+        return reshape.apply(reply, &own_url(shared, target)).0;
     }
+    reply
 }
 
 /// The token endpoint's normal answer; `tenant` is the index and id of the tenant in the path,
@@ -811,7 +832,10 @@ async fn issue_token(
         state
             .tokens
             .insert(access_token.clone(), (now + shared.token_lifetime, tenant));
-        state.tokens_issued += 1;
+        #[cfg(feature = "testing")]
+        {
+            state.tokens_issued += 1;
+        }
     }
     let lifetime = shared.token_lifetime.as_secs();
     let body = json!({
@@ -1118,6 +1142,7 @@ fn unknown_segment(path: &str) -> String {
     segment.split('(').next().unwrap_or(segment).to_owned()
 }
 
+#[cfg(feature = "testing")]
 fn last_segment(path: &str) -> &str {
     let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
     let segment = path.rsplit('/').next().unwrap_or(path);
@@ -1132,31 +1157,30 @@ async fn graph(
     route: Result<Route, String>,
     ids: &Ids,
 ) -> Reply {
-    let (authorized, retired, fault) = {
-        let mut state = shared.lock();
-        *state.graph_requests.entry(target.raw.clone()).or_default() += 1;
-        let authorized = bearer(req.headers()).map(|t| state.token_tenant(t));
-        let (retired, fault) = match authorized {
-            Some(Some(tenant)) => {
-                let tenant_id = shared.tenant_ids.get(tenant).map(String::as_str);
-                state.misbehaviour(target, tenant_id)
-            }
-            _ => (None, None),
-        };
-        (authorized, retired, fault)
+    #[cfg(not(feature = "testing"))]
+    let _ = (target, path);
+    let authorized = {
+        let state = shared.lock();
+        #[cfg(feature = "testing")]
+        let mut state = state;
+        #[cfg(feature = "testing")]
+        {
+            *state.graph_requests.entry(target.raw.clone()).or_default() += 1;
+        }
+        bearer(req.headers()).map(|t| state.token_tenant(t))
     };
     let tenant = match authorized {
         Some(Some(tenant)) => tenant,
         Some(None) => return unauthorized("Access token has expired or is not yet valid.", ids),
         None => return unauthorized("Access token is empty.", ids),
     };
-    if let Some(status) = retired {
-        return retired_reply(status, path, Flavor::Graph, ids);
-    }
-    let reshape = match apply_fault(fault, Flavor::Graph, ids).await {
-        FaultEffect::Answer(reply) => return reply,
-        FaultEffect::Reshape(reshape) => Some(reshape),
-        FaultEffect::None => None,
+    #[cfg(feature = "testing")]
+    let reshape = {
+        let tenant_id = shared.tenant_ids.get(tenant).map(String::as_str);
+        match misbehave(shared, target, path, tenant_id, Flavor::Graph, ids).await {
+            Ok(reshape) => reshape,
+            Err(reply) => return reply,
+        }
     };
     let route = match route {
         Ok(route) => route,
@@ -1212,23 +1236,30 @@ async fn graph(
         content_type: GRAPH_JSON,
         body,
         headers: Vec::new(),
+        #[cfg(feature = "testing")]
         delivery: Delivery::Whole,
     };
-    let (reply, rows_kept) = match reshape {
-        Some(reshape) => reshape.apply(reply, &format!("{}{}", shared.base_url, target.raw)),
-        None => (reply, RowsKept::All),
+    #[cfg(feature = "testing")]
+    let reply = {
+        let (reply, rows_kept) = match reshape {
+            Some(reshape) => reshape.apply(reply, &own_url(shared, target)),
+            None => (reply, RowsKept::All),
+        };
+        let listed = listed.and_then(|(first, last)| match rows_kept {
+            RowsKept::All => Some((first, last)),
+            // Events are listed in seq order, so the last row is the one with the last seq.
+            RowsKept::AllButLast => last.checked_sub(1).map(|before| (first, before)),
+            RowsKept::None => None,
+        });
+        if let Some(seqs) = listed
+            && let Some(sim) = shared.lock().sims.get_mut(tenant)
+        {
+            sim.mark_listed(seqs);
+        }
+        reply
     };
-    let listed = listed.and_then(|(first, last)| match rows_kept {
-        RowsKept::All => Some((first, last)),
-        // Events are listed in seq order, so the last row is the one with the last seq.
-        RowsKept::AllButLast => last.checked_sub(1).map(|before| (first, before)),
-        RowsKept::None => None,
-    });
-    if let Some(seqs) = listed
-        && let Some(sim) = shared.lock().sims.get_mut(tenant)
-    {
-        sim.mark_listed(seqs);
-    }
+    #[cfg(not(feature = "testing"))]
+    let _ = listed;
     if include_unknown {
         reply.with_header(
             HeaderName::from_static("preference-applied"),
@@ -1577,17 +1608,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg(feature = "testing")]
 /// Replaces `@odata.nextLink` (all bodies here are JSON objects).
 fn set_next_link(body: &mut Value, url: String) {
     set_value(body, "@odata.nextLink", Value::String(url));
 }
 
+#[cfg(feature = "testing")]
 fn set_value(body: &mut Value, key: &str, value: Value) {
     if let Some(object) = body.as_object_mut() {
         object.insert(key.to_owned(), value);
     }
 }
 
+#[cfg(feature = "testing")]
 fn remove_key(body: &mut Value, key: &str) {
     if let Some(object) = body.as_object_mut() {
         object.remove(key);

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::FakeGroup;
+use crate::groups::FakeGroup;
 
 /// The policy's `lastModifiedDateTime`: the day Microsoft auto-enabled passkeys and set the
 /// registration campaign to Microsoft managed.

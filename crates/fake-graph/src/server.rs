@@ -1,31 +1,45 @@
-//! TLS accept loop shared by the fake Graph and the [`Recorder`].
+//! TLS accept loop shared by the fake Graph and the `Recorder` (a foreign host for tests).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
+#[cfg(feature = "testing")]
+use {
+    http_body_util::{BodyExt, Full},
+    hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
+};
 
-use super::FakeError;
+use crate::error::FakeError;
 
 pub(crate) type FakeResponse = Response<BoxBody<Bytes, Infallible>>;
 
 /// A response extension: close the connection instead of sending the response.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("connection reset by the fake")]
 pub(crate) struct ResetConnection;
+
+/// Why a connection's service fails: only to drop the connection unanswered, for tests.
+#[cfg(feature = "testing")]
+type ServiceError = ResetConnection;
+#[cfg(not(feature = "testing"))]
+type ServiceError = Infallible;
 
 /// Binds `127.0.0.1` on a port the OS picks. Separate from
 /// [`spawn_tls_server`] because handlers need the URL before serving.
@@ -57,17 +71,22 @@ where
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
         let mut connections = JoinSet::new();
-        let mut backoff = crate::server::AcceptBackoff::default();
+        let mut backoff: Option<ExponentialBackoff> = None;
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => {
-                    backoff.succeeded();
+                    backoff = None;
                     accepted
                 }
                 Err(err) => {
                     // Typically EMFILE; keep serving rather than kill the fake, without
                     // spinning.
-                    tokio::time::sleep(backoff.failed("fake Graph", &err)).await;
+                    let delay = backoff
+                        .get_or_insert_with(accept_backoff)
+                        .next()
+                        .unwrap_or(ACCEPT_BACKOFF_MAX);
+                    tracing::debug!(%err, ?delay, "fake server: accepting a connection failed");
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             };
@@ -87,10 +106,11 @@ where
                     async move {
                         let response = fut.await;
                         // A service error makes hyper drop the connection unanswered.
-                        match response.extensions().get::<ResetConnection>() {
-                            Some(reset) => Err(*reset),
-                            None => Ok(response),
+                        #[cfg(feature = "testing")]
+                        if let Some(reset) = response.extensions().get::<ResetConnection>() {
+                            return Err(*reset);
                         }
+                        Ok::<_, ServiceError>(response)
                     }
                 });
                 if let Err(err) = hyper::server::conn::http1::Builder::new()
@@ -104,14 +124,26 @@ where
     })
 }
 
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Waits after failed accepts: 5 ms, doubling up to a second, until one succeeds.
+fn accept_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(ACCEPT_BACKOFF_MAX)
+        .without_max_times()
+        .build()
+}
+
 pub(crate) fn https_url(addr: SocketAddr) -> String {
     format!("https://{addr}")
 }
 
+#[cfg(feature = "testing")]
 /// A second HTTPS listener that only counts requests.
 ///
 /// Tests point a `@odata.nextLink` at it (see
-/// [`Fault::ForeignNextLink`](super::Fault::ForeignNextLink)) to prove the
+/// [`Fault::ForeignNextLink`](crate::Fault::ForeignNextLink)) to prove the
 /// exporter never sends its bearer token to a host other than the Graph
 /// endpoint. Every request is answered `200 {"value":[]}`. The server stops
 /// when the `Recorder` is dropped.
@@ -122,6 +154,7 @@ pub struct Recorder {
     task: JoinHandle<()>,
 }
 
+#[cfg(feature = "testing")]
 impl Recorder {
     /// `https://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> &str {
@@ -139,16 +172,18 @@ impl Recorder {
     }
 }
 
+#[cfg(feature = "testing")]
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
+#[cfg(feature = "testing")]
 /// Starts a [`Recorder`] on `127.0.0.1:0`.
 ///
-/// Pass [`FakeGraph::tls_config`](super::FakeGraph::tls_config) (or the config
-/// from [`tls::generate_ca_and_leaf`](super::tls::generate_ca_and_leaf)) so that
+/// Pass [`FakeGraph::tls_config`](crate::FakeGraph::tls_config) (or the config
+/// from [`tls::generate_ca_and_leaf`](crate::tls::generate_ca_and_leaf)) so that
 /// clients trusting that CA also trust the recorder; a TLS failure would hide
 /// whether the token was about to be sent.
 pub async fn serve_recorder(tls: Arc<rustls::ServerConfig>) -> Result<Recorder, FakeError> {
