@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod dashboards;
+pub mod docs;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
