@@ -30,7 +30,7 @@ const RETIREMENT_IN_TESTS: &str = "vector(7862400)";
 const RETIREMENT_COPY: &str = "entra-authmethods.rules.retirement-day-91.yml";
 /// The runbooks, one `## AlertName` section each, and where `runbook_url` finds them.
 const RUNBOOKS: &str = "docs/runbooks.md";
-const RUNBOOK_BASE: &str = "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter#";
+const RUNBOOK_BASE: &str = "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter/blob/main/docs/runbooks.md#";
 
 const THRESHOLDS: &str = "entra-authmethods-thresholds";
 
