@@ -114,3 +114,11 @@ fn the_readme_maps_every_page_of_docs() {
         );
     }
 }
+
+/// The README says what the exporter is, how to try it and where the rest is; the rest lives
+/// under docs/.
+#[test]
+fn the_readme_stays_short() {
+    let lines = docs::read("README.md").lines().count();
+    assert!(lines <= 300, "README.md has {lines} lines");
+}
