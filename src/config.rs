@@ -1167,14 +1167,14 @@ tenants:
     }
 
     #[test]
-    fn readme_example_parses() {
-        let readme = include_str!("../README.md");
-        let start = readme
+    fn documented_example_parses() {
+        let docs = include_str!("../docs/configuration.md");
+        let start = docs
             .find("<!-- config-example")
-            .and_then(|i| readme[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
-            .expect("README has the config example");
-        let end = start + readme[start..].find("```").expect("closing fence");
-        let file: FileConfig = serde_saphyr::from_str(&readme[start..end]).unwrap();
+            .and_then(|i| docs[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
+            .expect("docs/configuration.md has the config example");
+        let end = start + docs[start..].find("```").expect("closing fence");
+        let file: FileConfig = serde_saphyr::from_str(&docs[start..end]).unwrap();
         validate_report_names(&file.reports, "reports", KNOWN).unwrap();
         assert_eq!(file.tenants.len(), 4);
         for (index, tenant) in file.tenants.into_iter().enumerate() {

@@ -30,7 +30,7 @@ use tracing::{debug, error, info};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// How often the file and the files it names are compared with what was loaded: changes take
-/// effect within this period (and the 5 s promised in the README).
+/// effect within this period (and the 5 s promised in docs/security.md).
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// `WWW-Authenticate` of a 401.
@@ -1137,14 +1137,14 @@ mod tests {
     }
 
     #[test]
-    fn readme_example_loads_with_its_files() {
-        let readme = include_str!("../README.md");
-        let start = readme
+    fn documented_example_loads_with_its_files() {
+        let docs = include_str!("../docs/security.md");
+        let start = docs
             .find("<!-- web-config-example")
-            .and_then(|i| readme[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
-            .expect("README has the web config example");
-        let end = start + readme[start..].find("```").expect("closing fence");
-        let example = &readme[start..end];
+            .and_then(|i| docs[i..].find("```yaml").map(|j| i + j + "```yaml".len()))
+            .expect("docs/security.md has the web config example");
+        let end = start + docs[start..].find("```").expect("closing fence");
+        let example = &docs[start..end];
 
         let config = TlsFiles::new().parse(example).unwrap();
         assert!(config.tls.is_some());

@@ -42,7 +42,7 @@ use strength::StrengthTable;
 
 /// Every report, in the order they are polled at start.
 pub const ALL: &[&ReportSpec] = &[
-    // Legacy beta reports, deprecated by Microsoft (README: "Legacy and successor").
+    // Legacy beta reports, deprecated by Microsoft (docs/reports.md, "Legacy and successor reports").
     &registration_count::SPEC,
     &usage_summary::SPEC,
     &registration_details::SPEC,

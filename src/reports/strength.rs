@@ -1,6 +1,6 @@
 //! Authentication strength: each user counts once, in the class of the strongest method they
 //! registered. The default table follows Microsoft's built-in authentication strengths
-//! (README: "Authentication strength"); the config file's `strength_classes` replaces the
+//! (docs/metrics.md, "Authentication strength"); the config file's `strength_classes` replaces the
 //! methods of the classes it names, and this module checks the result at start.
 //!
 //! A method the table does not know never raises a user's class: a new method Graph adds is
@@ -24,7 +24,7 @@ pub enum Strength {
 }
 
 impl Strength {
-    /// Every class, strongest first: the order of the series and of the README table.
+    /// Every class, strongest first: the order of the series and of the table in docs/metrics.md.
     pub const ALL: [Strength; 5] = [
         Strength::PhishingResistant,
         Strength::Passwordless,
@@ -592,25 +592,29 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_the_defaults_and_its_examples_are_valid_tables() {
+    fn the_docs_list_the_defaults_and_their_examples_are_valid_tables() {
         #[derive(serde::Deserialize)]
         struct File {
             strength_classes: BTreeMap<String, Vec<String>>,
         }
-        let readme = include_str!("../../README.md");
-        let examples: Vec<&str> = readme
+        // The table and one example are in the metrics page, the other in the config file's.
+        let docs = concat!(
+            include_str!("../../docs/metrics.md"),
+            include_str!("../../docs/configuration.md")
+        );
+        let examples: Vec<&str> = docs
             .split("```yaml")
             .skip(1)
             .filter_map(|block| block.split("```").next())
             .filter(|block| block.contains("strength_classes:"))
             .collect();
         assert_eq!(examples.len(), 2);
-        // The README's table lists the defaults.
+        // The table lists the defaults.
         for (class, methods) in DEFAULTS {
-            let row = readme
+            let row = docs
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{}` |", class.label())))
-                .unwrap_or_else(|| panic!("README has no row for {class:?}"));
+                .unwrap_or_else(|| panic!("docs/metrics.md has no row for {class:?}"));
             let successor_column = row.split('|').nth(2).unwrap_or_default();
             for method in methods {
                 assert!(

@@ -673,7 +673,7 @@ fn every_dashboard_is_present_and_follows_the_conventions() {
     }
 }
 
-/// The README's dashboards by the names runbooks give them, and their uids.
+/// The dashboards by the names the runbooks (docs/runbooks.md) give them, and their uids.
 const RUNBOOK_DASHBOARDS: [(&str, &str); 4] = [
     ("**Overview**", "entra-authmethods-overview"),
     (
@@ -691,14 +691,7 @@ const RUNBOOK_DASHBOARDS: [(&str, &str); 4] = [
 /// the alert in its annotations.
 #[test]
 fn every_alert_is_annotated_on_the_dashboards_its_runbook_points_to() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
-    let runbooks = readme
-        .split("\n## Runbooks\n")
-        .nth(1)
-        .expect("README has a Runbooks section");
-    let runbooks = runbooks.split("\n## ").next().unwrap_or_default();
+    let runbooks = common::docs::read("docs/runbooks.md");
     let dashboards = dashboards::load_all();
     let mut checked = 0;
     for rule in common::repo_yaml("deploy/prometheus/entra-authmethods.rules.yml")["groups"]
@@ -711,12 +704,12 @@ fn every_alert_is_annotated_on_the_dashboards_its_runbook_points_to() {
             continue;
         };
         let section = runbooks
-            .split(&format!("### {alert}\n"))
+            .split(&format!("\n## {alert}\n"))
             .nth(1)
             .unwrap_or_else(|| panic!("no runbook for {alert}"));
         // Words, whatever the line breaks between them.
         let section = section
-            .split("\n### ")
+            .split("\n## ")
             .next()
             .unwrap_or_default()
             .split_whitespace()

@@ -9,6 +9,7 @@ mod bad_rows;
 mod check;
 mod dashboards;
 mod deploy;
+mod docs;
 mod exporter;
 mod paging;
 mod policy;

@@ -1,12 +1,12 @@
 //! The Prometheus rule file: promtool accepts it and its unit tests pass, every alert is
-//! documented and tested both ways, and the README's thresholds table matches the rules.
+//! documented and tested both ways, and the thresholds table of docs/alerts.md matches the rules.
 
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{PROMETHEUS_PACKAGE, repo_yaml, tool};
+use common::{PROMETHEUS_PACKAGE, docs, repo_yaml, tool};
 use serde_json::Value;
 
 const RULES: &str = "deploy/prometheus/entra-authmethods.rules.yml";
@@ -28,8 +28,9 @@ const RETIREMENT_TESTS: &str = "deploy/prometheus/entra-authmethods.rules.retire
 const RETIREMENT: &str = "vector(1801440000)";
 const RETIREMENT_IN_TESTS: &str = "vector(7862400)";
 const RETIREMENT_COPY: &str = "entra-authmethods.rules.retirement-day-91.yml";
-const RUNBOOK_BASE: &str =
-    "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter#";
+/// The runbooks, one `## AlertName` section each, and where `runbook_url` finds them.
+const RUNBOOKS: &str = "docs/runbooks.md";
+const RUNBOOK_BASE: &str = "https://github.com/entra-authmethods-exporter/entra-authmethods-exporter/blob/main/docs/runbooks.md#";
 
 const THRESHOLDS: &str = "entra-authmethods-thresholds";
 
@@ -56,22 +57,6 @@ fn alerts() -> Vec<Value> {
     rules_where(|_| true)
         .into_iter()
         .filter(|rule| rule.get("alert").is_some())
-        .collect()
-}
-
-fn readme() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md")
-}
-
-/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
-        .map(|c| if c == ' ' { '-' } else { c })
         .collect()
 }
 
@@ -163,12 +148,8 @@ fn the_rules_work_when_loaded_twice() {
 }
 
 #[test]
-fn every_alert_has_severity_summary_description_and_a_runbook_in_the_readme() {
-    let anchors: BTreeSet<String> = readme()
-        .lines()
-        .filter_map(|line| line.strip_prefix("### "))
-        .map(anchor)
-        .collect();
+fn every_alert_has_severity_summary_description_and_a_runbook() {
+    let anchors = docs::anchors(&docs::read(RUNBOOKS));
     let alerts = alerts();
     assert!(alerts.len() >= 7, "{alerts:?}");
     for alert in alerts {
@@ -188,10 +169,10 @@ fn every_alert_has_severity_summary_description_and_a_runbook_in_the_readme() {
         let section = runbook
             .strip_prefix(RUNBOOK_BASE)
             .unwrap_or_else(|| panic!("{name}: runbook_url {runbook:?}"));
-        assert_eq!(section, anchor(name), "{name}: runbook anchor");
+        assert_eq!(section, docs::anchor(name), "{name}: runbook anchor");
         assert!(
             anchors.contains(section),
-            "{name}: README has no `### {name}` runbook section"
+            "{name}: {RUNBOOKS} has no `## {name}` runbook section"
         );
     }
 }
@@ -316,13 +297,13 @@ fn recording_rules_are_named_level_metric_operations() {
     }
 }
 
-/// Rows of the README table under "### Alert thresholds": (threshold name, value).
-fn readme_thresholds() -> BTreeMap<String, String> {
-    let readme = readme();
-    let section = readme
-        .split("### Alert thresholds")
+/// Rows of the table under "## Alert thresholds" in docs/alerts.md: (threshold name, value).
+fn documented_thresholds() -> BTreeMap<String, String> {
+    let alerts = docs::read("docs/alerts.md");
+    let section = alerts
+        .split("\n## Alert thresholds\n")
         .nth(1)
-        .expect("README has an Alert thresholds section");
+        .expect("docs/alerts.md has an Alert thresholds section");
     section
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -336,7 +317,7 @@ fn readme_thresholds() -> BTreeMap<String, String> {
 }
 
 #[test]
-fn thresholds_live_in_one_group_and_the_readme_lists_each_with_its_value() {
+fn thresholds_live_in_one_group_and_the_docs_list_each_with_its_value() {
     let prefix = "entra_authmethods:alert_threshold:";
     let mut in_rules = BTreeMap::new();
     for rule in rules_in(THRESHOLDS) {
@@ -351,7 +332,7 @@ fn thresholds_live_in_one_group_and_the_readme_lists_each_with_its_value() {
             .unwrap_or_else(|| panic!("{record}: a threshold is a constant vector(N), not {expr}"));
         in_rules.insert(name.to_owned(), value.to_owned());
     }
-    assert_eq!(readme_thresholds(), in_rules);
+    assert_eq!(documented_thresholds(), in_rules);
 
     // Every threshold is used by a rule, always through scalar(max(...)) so that copies of it
     // (the file loaded twice, a global view with external labels) cannot break a join; and no

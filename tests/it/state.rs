@@ -1,7 +1,7 @@
 //! `--state.file`: the usage counters continue across a kill -9 and count the events listed
 //! while the exporter was down exactly once; corrupt, other-version, stale and unwritable
-//! state, a second exporter on the same file and a full disk are handled as the README's
-//! "Failures" section says.
+//! state, a second exporter on the same file and a full disk are handled as docs/failures.md
+//! says.
 
 use crate::common;
 

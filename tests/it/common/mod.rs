@@ -3,6 +3,7 @@
 //! the azure_identity client-secret credential from the standard environment variables.
 
 pub mod dashboards;
+pub mod docs;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
