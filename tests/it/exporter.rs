@@ -182,7 +182,9 @@ async fn invalid_json_fails_the_poll_and_keeps_the_last_good_values() {
     let exporter = Exporter::start(&fake, &["--poll.interval=1s"]).await;
     exporter.wait_ready().await;
     let users = format!(r#"entra_credential_users{{tenant="{TENANT}"}}"#);
-    fake.inject("getCredentialUserRegistrationCount", Fault::InvalidJson);
+    for _ in 0..common::STAY_DOWN_POLLS {
+        fake.inject("getCredentialUserRegistrationCount", Fault::InvalidJson);
+    }
     let text = exporter
         .wait_for_metrics("the report to go down", |t| {
             value(t, &up("credentialUserRegistrationCount")) == Some(0.0)
@@ -203,6 +205,7 @@ async fn invalid_json_fails_the_poll_and_keeps_the_last_good_values() {
         !line.contains("(request-id )"),
         "Graph's request-id is missing: {line}"
     );
+    fake.clear_faults();
     exporter
         .wait_for_metrics("recovery", |t| {
             value(t, &up("credentialUserRegistrationCount")) == Some(1.0)

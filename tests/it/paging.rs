@@ -39,9 +39,11 @@ fn unavailable(text: &str, cause: &str) -> Option<f64> {
     )
 }
 
-/// Injects `fault` on `path`, waits for the poll to fail with `needle` in its logged error,
-/// checks that the last good values stay and that the report is failing, not unavailable, and
-/// waits for the next poll to succeed.
+/// Injects `fault` on `path` for many polls, waits for a poll to fail with `needle` in its logged
+/// error, checks that the last good values stay and that the report is failing, not unavailable,
+/// then lifts the fault and waits for the next poll to succeed. One fault would race the 1 s
+/// polls on a busy machine: injected in the middle of a poll it fires on a later page than
+/// `needle` names, and the test may not scrape before the next poll recovers.
 async fn fails_then_recovers(
     fake: &FakeGraph,
     exporter: &Exporter,
@@ -53,7 +55,9 @@ async fn fails_then_recovers(
     exporter
         .wait_for_metrics("a good poll", |t| value(t, &up(REPORT)) == Some(1.0))
         .await;
-    fake.inject(path, fault);
+    for _ in 0..common::STAY_DOWN_POLLS {
+        fake.inject(path, fault.clone());
+    }
     exporter.wait_for_log(needle).await;
     let text = exporter
         .wait_for_metrics("the report down", |t| value(t, &up(REPORT)) == Some(0.0))
@@ -69,6 +73,7 @@ async fn fails_then_recovers(
     let line = logs.lines().find(|l| l.contains(needle)).expect("logged");
     assert!(line.contains(REPORT), "the error names the report: {line}");
     assert!(line.contains("report poll failed"), "{line}");
+    fake.clear_faults();
     exporter
         .wait_for_metrics("recovery at the normal interval", |t| {
             value(t, &up(REPORT)) == Some(1.0)

@@ -15,6 +15,9 @@ use entra_fake_graph::{FakeGraph, FakeGraphOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_entra-authmethods-exporter");
 pub const WAIT: Duration = Duration::from_secs(60);
+/// Faults queued so that a report polled every second stays down for half a minute, until a test
+/// has seen it, however slowly a busy machine lets it scrape; the test then clears them.
+pub const STAY_DOWN_POLLS: usize = 30;
 
 pub struct Exporter {
     child: Child,
