@@ -20,7 +20,44 @@ use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
 use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
-use crate::{Error, auth, poller};
+use crate::{auth, config, fake, poller, state};
+
+/// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
+/// never stop the process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Strength(#[from] reports::strength::StrengthError),
+    /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
+    #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
+    Refused {
+        tenant: String,
+        #[source]
+        source: Box<graph::GraphError>,
+        tenants: usize,
+    },
+    #[error("HTTP client: {0}")]
+    HttpClient(#[from] graph::GraphError),
+    #[error(transparent)]
+    Listen(#[from] server::ListenError),
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("demo tenant: {0}")]
+    Demo(#[from] fake::FakeError),
+    #[error("{0}")]
+    State(#[from] state::StateError),
+}
+
+fn refused_too(tenants: usize) -> String {
+    match tenants {
+        0 | 1 => String::new(),
+        n => format!(" (the token endpoint refused all {n} tenants; each is logged above)"),
+    }
+}
 
 /// The configuration the exporter and `check` run with: the demo tenant in place with `--demo`,
 /// and only the tenants of this replica's shard.

@@ -449,7 +449,7 @@ impl Credential {
                 Err(err) if retried < retries && CredentialSetupError::is_passing(&err) => {
                     retried += 1;
                     let wait = passing_waits.next().unwrap_or(PASSING_RETRY_MAX);
-                    debug!(tenant = %self.tenant, error = %crate::error_chain(&err), retry_in = ?wait, "token request failed; retrying it in place");
+                    debug!(tenant = %self.tenant, error = %crate::errors::error_chain(&err), retry_in = ?wait, "token request failed; retrying it in place");
                     tokio::time::sleep(wait).await;
                 }
                 Err(err) => {
@@ -531,7 +531,7 @@ impl Credential {
             });
             (retry_in, valid_for)
         };
-        let message = crate::error_chain(err);
+        let message = crate::errors::error_chain(err);
         let mut state = self.lock();
         state.last_error = Some((SystemTime::now(), message.clone()));
         if state.status != CredentialStatus::Refreshing {
@@ -550,7 +550,7 @@ impl Credential {
             tokens.refreshing = None;
             Schedule::failed(&mut tokens.failing, credential_backoff, now);
         }
-        self.fail_tenant(crate::error_chain(err), Some(SystemTime::now()));
+        self.fail_tenant(crate::errors::error_chain(err), Some(SystemTime::now()));
     }
 
     /// No valid token is left and the schedule holds the next request back: the error every
@@ -914,7 +914,7 @@ mod tests {
                 crate::config::Config::load(&cli, &|_| None, &crate::reports::names()).unwrap();
             let credential = credential(&config.tenants[0], &config.graph, reqwest::Client::new());
             let err = credential.get_token(&["s"], None).await.unwrap_err();
-            assert!(crate::error_chain(&err).contains(needle), "{err}");
+            assert!(crate::errors::error_chain(&err).contains(needle), "{err}");
             // Not worth asking again soon: alone, such a tenant ends the start.
             assert!(matches!(
                 crate::graph::token_error(&err),

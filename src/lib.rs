@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod errors;
 pub mod exposition;
 pub mod fake;
 pub mod graph;
@@ -28,69 +29,3 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod web_config;
-
-/// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
-/// never stop the process.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("configuration: {0}")]
-    Config(#[from] config::ConfigError),
-    #[error("configuration: {0}")]
-    Strength(#[from] reports::strength::StrengthError),
-    /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
-    #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
-    Refused {
-        tenant: String,
-        #[source]
-        source: Box<graph::GraphError>,
-        tenants: usize,
-    },
-    #[error("HTTP client: {0}")]
-    HttpClient(#[from] graph::GraphError),
-    #[error(transparent)]
-    Listen(#[from] server::ListenError),
-    #[error(transparent)]
-    WebConfig(#[from] web_config::WebConfigError),
-    #[error("metrics registry: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("demo tenant: {0}")]
-    Demo(#[from] fake::FakeError),
-    #[error("{0}")]
-    State(#[from] state::StateError),
-}
-
-fn refused_too(tenants: usize) -> String {
-    match tenants {
-        0 | 1 => String::new(),
-        n => format!(" (the token endpoint refused all {n} tenants; each is logged above)"),
-    }
-}
-
-/// An error and its causes on one line, `outer: inner: ...`, skipping causes whose text the
-/// outer message already repeats (the Azure SDK embeds its inner message).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn error_chain_joins_causes_once_on_one_line() {
-        let io = std::io::Error::other("connection\nrefused");
-        let outer = crate::config::ConfigError::Read {
-            path: "/x".into(),
-            source: io,
-        };
-        assert_eq!(crate::error_chain(&outer), "reading /x: connection refused");
-    }
-}

@@ -301,7 +301,7 @@ impl ReportLoop {
                 .unwrap_or(UNAVAILABLE_RETRY);
         }
         self.unavailable_backoff = None;
-        let message = crate::error_chain(&err);
+        let message = crate::errors::error_chain(&err);
         if let Some(awaited) = err.awaited_report()
             && self.store.status(tenant, awaited) == Some(Status::Pending)
         {

@@ -803,7 +803,7 @@ pub async fn watch(
             }
             Ok(Err(err)) => {
                 reload_successful.set(0);
-                error!(error = %crate::error_chain(&err), "web config not reloaded; keeping the previous one");
+                error!(error = %crate::errors::error_chain(&err), "web config not reloaded; keeping the previous one");
             }
             Err(err) => {
                 reload_successful.set(0);

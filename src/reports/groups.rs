@@ -98,7 +98,7 @@ impl GroupReader {
                     read.push(Members::new(group.name.clone(), hashes));
                 }
                 Err(err) => {
-                    let error = crate::error_chain(&err);
+                    let error = crate::errors::error_chain(&err);
                     let fix = match err.unavailability() {
                         Some(Unavailability::Forbidden) => format!("grant the {PERMISSION}"),
                         Some(Unavailability::Retired) => {

@@ -82,7 +82,7 @@ impl Fallback {
             Err(err) if err.unavailability() == Some(Unavailability::Forbidden) => {
                 if self.next_probe.is_none() {
                     warn!(
-                        error = %crate::error_chain(&err),
+                        error = %crate::errors::error_chain(&err),
                         "{report} is refused for this app (Microsoft documents it as delegated-only); \
                          serving the same figures from userRegistrationDetails with source=\"details\" \
                          and asking Graph again hourly"
