@@ -10,12 +10,13 @@ use tracing::{info, warn};
 
 use crate::auth::Credential;
 use crate::cli::{Cli, DemoScenario};
-use crate::collector::{Exposition, Metrics};
 use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
 use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, BUDGET_WINDOW, GraphClient, Limiter};
 use crate::poller::{Startup, Tenant, Verdict};
 use crate::reports::{self, strength::StrengthTable};
+use crate::scrape_cache::ScrapeCache;
+use crate::self_metrics::Metrics;
 use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
 use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
@@ -246,7 +247,7 @@ pub async fn run(
     }
 
     let state = Arc::new(AppState {
-        exposition: Exposition::new(store.clone(), metrics)?,
+        scrape_cache: ScrapeCache::new(store.clone(), metrics)?,
         store,
         telemetry_path: config.telemetry_path.clone(),
         tenants: tenant_infos,

@@ -14,10 +14,10 @@ use serde::de::IgnoredAny;
 
 use crate::app::{self, Error, Prepared};
 use crate::cli::{CheckOutput, Cli};
-use crate::collector::Metrics;
 use crate::graph::{self, GraphError, Unavailability};
 use crate::poller::{STARTUP_TOKEN_REQUESTS, Tenant};
 use crate::reports::{self, ReportSpec};
+use crate::self_metrics::Metrics;
 
 /// What Graph said to a report's probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

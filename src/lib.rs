@@ -2,8 +2,9 @@
 //!
 //! Data flows through the modules in this order:
 //! [`config`] → [`auth`] → [`graph`] (paging, limiter, retry) → [`reports`] (typed rows → aggregates)
-//! → [`snapshot`] (last good result per tenant and report) → [`collector`] (text format via
-//! [`exposition`]) → [`server`] (secured by [`web_config`]).
+//! → [`snapshot`] (last good result per tenant and report) → [`scrape_cache`] (text format via
+//! [`exposition`]; the exporter's own metrics are in [`self_metrics`]) → [`server`] (secured by
+//! [`web_config`]).
 //! [`poller`] runs one poll loop per tenant; [`shard`] picks the tenants of this replica;
 //! [`state`] keeps the usage counters across restarts (`--state.file`); [`check`] is the
 //! preflight subcommand; [`fake`] is the simulated Graph behind `--demo` and the tests.
@@ -12,7 +13,6 @@ pub mod app;
 pub mod auth;
 pub mod check;
 pub mod cli;
-pub mod collector;
 pub mod config;
 pub mod errors;
 pub mod exposition;
@@ -21,6 +21,8 @@ pub mod graph;
 pub mod labels;
 pub mod poller;
 pub mod reports;
+pub mod scrape_cache;
+pub mod self_metrics;
 pub mod server;
 pub mod shard;
 pub mod snapshot;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::collector::PromptGauge;
+use crate::self_metrics::PromptGauge;
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use hyper::header::{HeaderName, HeaderValue};

@@ -36,8 +36,8 @@ pub use connections::{AcceptBackoff, Timeouts};
 pub use listen::{ListenError, bind};
 
 use crate::auth::Credential;
-use crate::collector::Exposition;
 use crate::exposition::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::scrape_cache::ScrapeCache;
 use crate::snapshot::Store;
 use crate::web_config::{self, BasicAuth, WebConfig, WebConfigHandle};
 use connections::{Admitted, Connection, Connections, RequestGuard, Tracked};
@@ -69,7 +69,7 @@ pub struct Limits {
 
 pub struct AppState {
     pub store: Arc<Store>,
-    pub exposition: Exposition,
+    pub scrape_cache: ScrapeCache,
     pub telemetry_path: String,
     pub tenants: Vec<TenantInfo>,
     pub demo: bool,
@@ -380,7 +380,7 @@ fn metrics(headers: &HeaderMap, shared: &Shared) -> Response<Body> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip);
-    let scrape = match shared.app.exposition.scrape(gzip) {
+    let scrape = match shared.app.scrape_cache.scrape(gzip) {
         Ok(scrape) => scrape,
         Err(err) => {
             warn!(error = %err, "encoding metrics failed");
@@ -520,7 +520,7 @@ fn landing_page(state: &AppState) -> String {
          <h2>Tenants</h2><table><tr><th>tenant</th><th>tenant id</th><th>credential</th>\
          <th>last credential error</th></tr>",
         version = env!("CARGO_PKG_VERSION"),
-        revision = escape(crate::collector::revision()),
+        revision = escape(crate::self_metrics::revision()),
         demo = if state.demo {
             " — <strong>demo mode</strong>: simulated tenant, no Azure account"
         } else {
@@ -608,9 +608,9 @@ mod tests {
 
     fn shared(max_requests: usize) -> Shared {
         let store = Arc::new(Store::new());
-        let metrics = crate::collector::Metrics::new().unwrap();
+        let metrics = crate::self_metrics::Metrics::new().unwrap();
         let app = AppState {
-            exposition: Exposition::new(store.clone(), metrics).unwrap(),
+            scrape_cache: ScrapeCache::new(store.clone(), metrics).unwrap(),
             store,
             telemetry_path: "/metrics".to_owned(),
             tenants: Vec::new(),
