@@ -82,6 +82,15 @@ pub async fn prepare(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let strength = Arc::new(StrengthTable::with_overrides(&config.strength_classes)?);
     if let Some(fake) = &demo {
         use_demo_tenant(&mut config, fake)?;
+        // The fake does not throttle: at Graph's 5 requests per 10 s the demo would take a
+        // minute to show every report. A budget given on the command line, even 5, is kept.
+        if cli.requests_per_10s.is_none() {
+            config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
+            info!(
+                requests_per_10s = DEMO_REQUESTS_PER_10S,
+                "demo: Graph request budget raised"
+            );
+        }
     }
     let shard = config.shard;
     let configured = config.tenants.len();
@@ -310,9 +319,7 @@ fn state_wanted(config: &Config) -> Vec<Wanted> {
         .collect()
 }
 
-/// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.
-const DEFAULT_REQUESTS_PER_10S: u32 = 5;
-/// The demo's budget when none is given.
+/// The demo's budget when `--graph.requests-per-10s` is not given.
 const DEMO_REQUESTS_PER_10S: u32 = 50;
 
 /// The demo's poll interval when `--poll.interval` is not given: short enough that dashboards
@@ -337,15 +344,6 @@ fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
     config.graph.endpoint = base.clone();
     config.graph.authority_host = base;
     config.graph.extra_roots_pem = Some(fake.ca_pem().as_bytes().to_vec());
-    // The fake does not throttle: at Graph's 5 requests per 10 s the demo would take a minute
-    // to show every report. A budget set explicitly on the command line is kept.
-    if config.graph.requests_per_10s == DEFAULT_REQUESTS_PER_10S {
-        config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
-        info!(
-            requests_per_10s = DEMO_REQUESTS_PER_10S,
-            "demo: Graph request budget raised"
-        );
-    }
     config.tenants = vec![TenantConfig {
         name: "demo".to_owned(),
         tenant_id: fake.tenant_id().to_owned(),
@@ -403,7 +401,31 @@ mod tests {
                 .interval,
             Duration::from_secs(30)
         );
-        assert_eq!(config.graph.requests_per_10s, DEMO_REQUESTS_PER_10S);
+    }
+
+    #[tokio::test]
+    async fn the_demo_raises_the_request_budget_only_when_none_is_given() {
+        let budget = |args: &'static [&'static str]| async move {
+            let cli = Cli::try_parse_from(args).unwrap();
+            // Without the demo, a tenant from the environment.
+            let env = |name: &str| name.starts_with("AZURE_").then(|| "t".to_owned());
+            let prepared = prepare(&cli, &env).await.unwrap();
+            prepared.config.graph.requests_per_10s
+        };
+        assert_eq!(budget(&["x", "--demo"]).await, DEMO_REQUESTS_PER_10S);
+        // 5 is also the default without the demo: given, it must still be kept.
+        assert_eq!(
+            budget(&["x", "--demo", "--graph.requests-per-10s=5"]).await,
+            5
+        );
+        assert_eq!(
+            budget(&["x", "--demo", "--graph.requests-per-10s=7"]).await,
+            7
+        );
+        assert_eq!(
+            budget(&["x"]).await,
+            crate::config::DEFAULT_REQUESTS_PER_10S
+        );
     }
 
     #[tokio::test]
