@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use entra_authmethods_exporter::fake::{FakeGraphOptions, FakeGroup};
 use entra_authmethods_exporter::graph::{ParsedPage, parse_page};
-use entra_authmethods_exporter::reports::{self, user_registration_details};
+use entra_authmethods_exporter::reports::{self, successor::user_registration_details};
 
 const REPORT: &str = "userRegistrationDetails";
 

@@ -14,7 +14,7 @@ use crate::config::{Config, CredentialConfig, GroupConfig, TenantConfig};
 use crate::fake::{FakeGraph, FakeGraphOptions, Scenario};
 use crate::graph::{self, BUDGET_WINDOW, GraphClient, Limiter};
 use crate::poller::{Startup, Tenant, Verdict};
-use crate::reports::{self, strength::StrengthTable};
+use crate::reports::{self, shared::strength::StrengthTable};
 use crate::scrape_cache::ScrapeCache;
 use crate::self_metrics::Metrics;
 use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
@@ -30,7 +30,7 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error("configuration: {0}")]
-    Strength(#[from] reports::strength::StrengthError),
+    Strength(#[from] reports::shared::strength::StrengthError),
     /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
     #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
     Refused {

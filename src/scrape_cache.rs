@@ -262,7 +262,7 @@ fn unix_seconds(time: SystemTime) -> f64 {
 mod tests {
     use super::*;
     use crate::config::ReportSettings;
-    use crate::reports::usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
+    use crate::reports::legacy::user_credential_usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
     use crate::snapshot::Snapshot;
     use std::io::Read;
 
@@ -444,7 +444,7 @@ mod tests {
         );
         let mut snapshot = Snapshot::default();
         snapshot.push(
-            &crate::reports::registration_count::USERS,
+            &crate::reports::legacy::credential_user_registration_count::USERS,
             Vec::new(),
             250.0,
         );

@@ -266,7 +266,11 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         let twice = IntGauge::new("entra_exporter_report_up", "again").unwrap();
         assert!(metrics.registry.register(Box::new(twice)).is_err());
-        let users = IntGauge::new(crate::reports::registration_count::USERS.name, "again").unwrap();
+        let users = IntGauge::new(
+            crate::reports::legacy::credential_user_registration_count::USERS.name,
+            "again",
+        )
+        .unwrap();
         assert!(metrics.registry.register(Box::new(users)).is_err());
     }
 }

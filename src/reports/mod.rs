@@ -1,30 +1,13 @@
 //! The reports. Each file is one Graph report: what it fetches, how its rows parse, and which
 //! metrics it makes. Adding a report means adding its file and one line to [`ALL`].
 
-mod activity;
-mod daily;
-mod de;
-mod events;
-mod groups;
-mod registered_by;
+pub mod authentication_methods_policy;
+pub mod legacy;
+pub mod shared;
+pub mod successor;
 
 #[cfg(test)]
 mod properties;
-
-pub mod authentication_methods_policy;
-pub mod events_summary;
-pub mod mfa_signins;
-pub mod password_events;
-pub mod registered_by_feature;
-pub mod registered_by_method;
-pub mod registration_activity;
-pub mod registration_count;
-pub mod registration_details;
-pub mod signins_by_method;
-pub mod strength;
-pub mod usage_details;
-pub mod usage_summary;
-pub mod user_registration_details;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,36 +15,39 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-pub use events::SavedEvents;
+pub use shared::events::SavedEvents;
 
 use crate::config::{EventLabelLimits, GroupConfig, TenantConfig};
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
-use strength::StrengthTable;
+use shared::strength::StrengthTable;
 
 /// Every report, in the order they are polled at start.
 pub const ALL: &[&ReportSpec] = &[
     // Legacy beta reports, deprecated by Microsoft (README: "Legacy and successor").
-    &registration_count::SPEC,
-    &usage_summary::SPEC,
-    &registration_details::SPEC,
-    &usage_details::SPEC,
+    &legacy::credential_user_registration_count::SPEC,
+    &legacy::credential_usage_summary::SPEC,
+    &legacy::credential_user_registration_details::SPEC,
+    &legacy::user_credential_usage_details::SPEC,
     // Their successors.
-    &registered_by_feature::SPEC,
-    &registered_by_method::SPEC,
-    &registration_activity::SPEC,
-    &signins_by_method::SPEC,
-    &mfa_signins::SPEC,
-    &password_events::SPEC,
-    &events_summary::SPEC,
-    &user_registration_details::SPEC,
+    &successor::users_registered_by_feature::SPEC,
+    &successor::users_registered_by_method::SPEC,
+    &successor::user_registration_activity::SPEC,
+    &successor::user_sign_ins_by_auth_method_summary::SPEC,
+    &successor::user_mfa_sign_in_summary::SPEC,
+    &successor::user_password_resets_and_changes_summary::SPEC,
+    &successor::user_events_summary::SPEC,
+    &successor::user_registration_details::SPEC,
     // The policy behind them.
     &authentication_methods_policy::SPEC,
 ];
 
 /// Reports that keep state across restarts in `--state.file`: the usage-event counters.
-pub const STATEFUL: &[&ReportSpec] = &[&usage_details::SPEC, &events_summary::SPEC];
+pub const STATEFUL: &[&ReportSpec] = &[
+    &legacy::user_credential_usage_details::SPEC,
+    &successor::user_events_summary::SPEC,
+];
 
 /// Summaries are cheap (one request each) and Graph refreshes them every few hours.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -121,7 +107,7 @@ impl BuildContext {
         strength: Arc<StrengthTable>,
         state: Option<Arc<StateFile<SavedEvents>>>,
     ) -> Self {
-        let details = &user_registration_details::SPEC;
+        let details = &successor::user_registration_details::SPEC;
         Self {
             tenant: tenant.name.clone(),
             event_label_limits,
@@ -155,7 +141,7 @@ pub struct TenantShared {
 /// A complete userRegistrationDetails scan's totals, and until when they may be served.
 #[derive(Debug, Clone)]
 pub struct PublishedTotals {
-    pub totals: Arc<user_registration_details::RegistrationTotals>,
+    pub totals: Arc<successor::user_registration_details::RegistrationTotals>,
     /// `None` when the max_age reaches beyond what the clock can represent: no limit.
     /// Monotonic, as every age.
     pub fresh_until: Option<Instant>,
@@ -184,7 +170,7 @@ impl TenantShared {
     /// Publishes the totals of a scan that completed now.
     pub fn publish_registration_totals(
         &self,
-        totals: user_registration_details::RegistrationTotals,
+        totals: successor::user_registration_details::RegistrationTotals,
     ) {
         let published = PublishedTotals {
             totals: Arc::new(totals),

@@ -8,6 +8,15 @@ use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 
+use super::legacy::{
+    credential_usage_summary, credential_user_registration_count,
+    credential_user_registration_details,
+};
+use super::shared::{activity, daily, events};
+use super::successor::{
+    user_mfa_sign_in_summary, user_password_resets_and_changes_summary, user_registration_details,
+    user_sign_ins_by_auth_method_summary, users_registered_by_feature, users_registered_by_method,
+};
 use super::*;
 use crate::graph::{ParsedPage, parse_page};
 use crate::labels::BoundedLabel;
@@ -171,32 +180,33 @@ fn assert_no_values_in(faults: &[crate::graph::RowFault], document: &Value) {
 
 /// Every parser and aggregation of Graph pages and documents.
 fn every_parser(body: &[u8]) {
-    parse::<registration_count::Row>(body, |rows| {
-        let mut aggregate = registration_count::Aggregate::default();
+    parse::<credential_user_registration_count::Row>(body, |rows| {
+        let mut aggregate = credential_user_registration_count::Aggregate::default();
         aggregate.add(rows);
         let _ = aggregate.finish();
     });
     parse::<activity::Row>(body, |rows| {
         let mut aggregate = activity::Aggregate::default();
         aggregate.add("D1", rows);
-        let _ = aggregate.finish(&usage_summary::ACTIVITIES);
+        let _ = aggregate.finish(&credential_usage_summary::ACTIVITIES);
     });
-    parse::<registration_details::Row>(body, |rows| {
-        let mut aggregate = registration_details::Aggregate::new(std::sync::Arc::default());
+    parse::<credential_user_registration_details::Row>(body, |rows| {
+        let mut aggregate =
+            credential_user_registration_details::Aggregate::new(std::sync::Arc::default());
         aggregate.add(rows);
         let _ = aggregate.finish(&mut BoundedLabel::new(3));
     });
     parse::<events::Row>(body, |_| {});
-    parse::<signins_by_method::Row>(body, |rows| {
+    parse::<user_sign_ins_by_auth_method_summary::Row>(body, |rows| {
         let mut counts = std::collections::BTreeMap::new();
-        signins_by_method::add(&mut counts, "d1", rows);
-        let _ = signins_by_method::finish(counts);
+        user_sign_ins_by_auth_method_summary::add(&mut counts, "d1", rows);
+        let _ = user_sign_ins_by_auth_method_summary::finish(counts);
     });
-    parse::<mfa_signins::Row>(body, |rows| {
+    parse::<user_mfa_sign_in_summary::Row>(body, |rows| {
         let mut newest = None;
         daily::keep_newest(&mut newest, rows);
     });
-    parse::<password_events::Row>(body, |rows| {
+    parse::<user_password_resets_and_changes_summary::Row>(body, |rows| {
         let mut newest = None;
         daily::keep_newest(&mut newest, rows);
     });
@@ -211,10 +221,10 @@ fn every_parser(body: &[u8]) {
     {
         let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
     }
-    summary::<registered_by_feature::Summary>(body, "userRegistrationFeatureCounts", |s| {
+    summary::<users_registered_by_feature::Summary>(body, "userRegistrationFeatureCounts", |s| {
         s.user_registration_feature_counts.0.len()
     });
-    summary::<registered_by_method::Summary>(body, "userRegistrationMethodCounts", |s| {
+    summary::<users_registered_by_method::Summary>(body, "userRegistrationMethodCounts", |s| {
         s.user_registration_method_counts.0.len()
     });
 }
@@ -274,10 +284,10 @@ fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
     let rows = parse_page::<activity::Row>(body.as_bytes()).unwrap().rows;
     let mut aggregate = activity::Aggregate::default();
     aggregate.add("D1", rows);
-    let snapshot = aggregate.finish(&usage_summary::ACTIVITIES);
+    let snapshot = aggregate.finish(&credential_usage_summary::ACTIVITIES);
     assert_eq!(
         snapshot.value(
-            &usage_summary::ACTIVITIES,
+            &credential_usage_summary::ACTIVITIES,
             &["D1", "reset", "sms", "success"]
         ),
         Some(u64::MAX as f64)

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::user_registration_details;
-use super::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::graph::{GraphClient, GraphError, Unavailability};
+use crate::reports::successor::user_registration_details;
+use crate::reports::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// The `source` label: Graph's own summary, or the userRegistrationDetails fallback.
@@ -120,7 +120,7 @@ impl Fallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reports::user_registration_details::RegistrationTotals;
+    use crate::reports::successor::user_registration_details::RegistrationTotals;
     use std::time::Duration;
 
     #[test]

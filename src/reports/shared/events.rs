@@ -32,10 +32,10 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use tracing::info;
 
-use super::{BuildContext, Report, de as fields};
 use crate::config::EventLabelLimits;
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{self, BoundedLabel, OTHER, UNKNOWN};
+use crate::reports::{BuildContext, Report, shared::de as fields};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
 

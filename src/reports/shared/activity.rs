@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::de;
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::shared::de;
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// The label names of an activity family.
