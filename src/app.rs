@@ -306,8 +306,7 @@ fn state_wanted(config: &Config) -> Vec<Wanted> {
         .map(|tenant| Wanted {
             tenant: tenant.name.clone(),
             tenant_id: tenant.tenant_id.clone(),
-            reports: reports::STATEFUL
-                .iter()
+            reports: reports::persisted()
                 .filter(|spec| {
                     tenant
                         .report_settings(spec.name, spec.default_interval)
@@ -401,6 +400,36 @@ mod tests {
                 .interval,
             Duration::from_secs(30)
         );
+    }
+
+    /// The link between the specs and the fake Graph (which cannot name the specs): each
+    /// report's probe is answered 200 by the fake the demo and the tests run against.
+    #[tokio::test]
+    async fn the_fake_answers_every_reports_probe() {
+        let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
+        let mut config = Config::load(&cli, &|_| None, &reports::names()).unwrap();
+        let options = FakeGraphOptions {
+            record_requests: true,
+            ..FakeGraphOptions::default()
+        };
+        let fake = FakeGraph::start(options).await.unwrap();
+        use_demo_tenant(&mut config, &fake).unwrap();
+        config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
+        let http = graph::http_client(&config.graph).unwrap();
+        let tenant = build_tenants(&config, &http, &Metrics::new().unwrap()).remove(0);
+        for spec in reports::ALL {
+            let answer = tenant
+                .graph
+                .get::<serde::de::IgnoredAny>(spec.name, spec.probe)
+                .await;
+            let statuses: Vec<u16> = fake
+                .request_log()
+                .iter()
+                .filter(|request| request.target == spec.probe)
+                .map(|request| request.status)
+                .collect();
+            assert_eq!(statuses, [200], "{}: {answer:?}", spec.name);
+        }
     }
 
     #[tokio::test]

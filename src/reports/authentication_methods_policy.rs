@@ -46,6 +46,20 @@ pub const SPEC: ReportSpec = ReportSpec {
         &MIGRATION_STATE,
         &LAST_MODIFIED,
     ],
+    fields: &[
+        "authenticationMethodConfigurations",
+        "authenticationMethodsRegistrationCampaign",
+        "excludeTargets",
+        "id",
+        "includeTargets",
+        "isUsableForSignIn",
+        "lastModifiedDateTime",
+        "policyMigrationState",
+        "registrationEnforcement",
+        "state",
+        "systemCredentialPreferences",
+    ],
+    persisted: false,
     build,
 };
 

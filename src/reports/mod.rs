@@ -1,5 +1,10 @@
-//! The reports. Each file is one Graph report: what it fetches, how its rows parse, and which
-//! metrics it makes. Adding a report means adding its file and one line to [`ALL`].
+//! The reports. Each file is one Graph report, named after it, in [`legacy`] (the deprecated
+//! beta reports) or [`successor`] (their v1.0 successors); [`authentication_methods_policy`] is
+//! the policy behind them and [`shared`] holds what several reports share. A report's
+//! [`ReportSpec`] says all the exporter needs to know of it: what it fetches, the fields its
+//! rows read, whether its counters are persisted, which metrics it makes. The lists of reports
+//! elsewhere (the persisted ones, the property tests' parsers and fields) are derived from
+//! [`ALL`] or checked against it by a test. docs/adding-a-report.md lists what else to touch.
 
 pub mod authentication_methods_policy;
 pub mod legacy;
@@ -43,11 +48,10 @@ pub const ALL: &[&ReportSpec] = &[
     &authentication_methods_policy::SPEC,
 ];
 
-/// Reports that keep state across restarts in `--state.file`: the usage-event counters.
-pub const STATEFUL: &[&ReportSpec] = &[
-    &legacy::user_credential_usage_details::SPEC,
-    &successor::user_events_summary::SPEC,
-];
+/// Reports whose counters are persisted in `--state.file` across restarts.
+pub fn persisted() -> impl Iterator<Item = &'static ReportSpec> {
+    ALL.iter().copied().filter(|spec| spec.persisted)
+}
 
 /// Summaries are cheap (one request each) and Graph refreshes them every few hours.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -72,7 +76,8 @@ pub struct ReportSpec {
     pub default_interval: Duration,
     /// Permissions and licence the report needs, quoted when Graph answers 403.
     pub permission: &'static str,
-    /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone.
+    /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone;
+    /// `Some` for exactly the legacy reports ([`ReportSpec::is_legacy`]).
     pub successor: Option<&'static str>,
     /// One cheap request that tells whether Graph serves the report to the tenant (`check`):
     /// `$top=1` where the API accepts it.
@@ -80,6 +85,11 @@ pub struct ReportSpec {
     /// The report whose results stand in while Graph refuses this one.
     pub fallback: Option<&'static str>,
     pub metrics: &'static [&'static MetricDef],
+    /// Graph's names of the fields its rows (or document) read; the property tests put any
+    /// value in them.
+    pub fields: &'static [&'static str],
+    /// Whether its counters are persisted in `--state.file` across restarts.
+    pub persisted: bool,
     /// Builds the report's per-tenant state.
     pub build: fn(&BuildContext) -> Box<dyn Report>,
 }
@@ -197,6 +207,13 @@ pub trait Report: Send {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError>;
 }
 
+impl ReportSpec {
+    /// A legacy beta report, deprecated by Microsoft, which names its successor.
+    pub fn is_legacy(&self) -> bool {
+        self.successor.is_some()
+    }
+}
+
 pub fn spec(name: &str) -> Option<&'static ReportSpec> {
     ALL.iter().copied().find(|spec| spec.name == name)
 }
@@ -220,6 +237,7 @@ const LEGACY_PERMISSION: &str = "application permission Reports.Read.All plus Di
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Kind;
 
     #[test]
     fn unknown_methods_are_logged_once_per_tenant_and_remembered_within_bounds() {
@@ -231,5 +249,36 @@ mod tests {
             assert!(shared.first_unknown_method(&format!("method{i}")));
         }
         assert!(!shared.first_unknown_method("one-too-many"));
+    }
+
+    #[test]
+    fn specs_describe_their_report_consistently() {
+        let mut names = names();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "a report name is listed twice");
+        for spec in ALL {
+            // Legacy reports sit directly under /reports; their successors under
+            // /reports/authenticationMethods; the policy is no report.
+            let successor_path = spec.probe.contains("/reports/authenticationMethods/");
+            let legacy_path = spec.probe.contains("/reports/") && !successor_path;
+            assert_eq!(spec.is_legacy(), legacy_path, "{}", spec.name);
+            for successor in spec.successor.into_iter().flat_map(|s| s.split(" / ")) {
+                let successor = super::spec(successor)
+                    .unwrap_or_else(|| panic!("{}: no report {successor}", spec.name));
+                assert!(!successor.is_legacy(), "{}", spec.name);
+            }
+            if let Some(fallback) = spec.fallback {
+                assert!(super::spec(fallback).is_some(), "{}", spec.name);
+            }
+            assert!(!spec.fields.is_empty(), "{} reads no field", spec.name);
+            assert!(!spec.metrics.is_empty(), "{} makes no metric", spec.name);
+        }
+        // Counters must not restart from zero: a report that makes one persists it.
+        let counts = |spec: &ReportSpec| spec.metrics.iter().any(|m| m.kind == Kind::Counter);
+        for spec in ALL {
+            assert_eq!(spec.persisted, counts(spec), "{}", spec.name);
+        }
+        assert!(persisted().count() > 0);
     }
 }

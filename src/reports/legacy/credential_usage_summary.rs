@@ -18,6 +18,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/getCredentialUsageSummary(period='D1')?$top=1",
     fallback: None,
     metrics: &[&ACTIVITIES],
+    fields: crate::reports::shared::activity::FIELDS,
+    persisted: false,
     build,
 };
 

@@ -22,6 +22,15 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: None,
     metrics: &[&USERS, &REGISTRATION_USERS],
+    fields: &[
+        "totalUserCount",
+        "userRegistrationCounts",
+        "registrationStatus",
+        "userRegistrationStatus",
+        "registrationCount",
+        "userRegistationCount",
+    ],
+    persisted: false,
     build,
 };
 

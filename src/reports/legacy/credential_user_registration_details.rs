@@ -29,6 +29,14 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/credentialUserRegistrationDetails?$top=1",
     fallback: None,
     metrics: &[&DETAILS_USERS, &METHOD_USERS, &STRENGTH_USERS],
+    fields: &[
+        "authMethods",
+        "isRegistered",
+        "isEnabled",
+        "isCapable",
+        "isMfaRegistered",
+    ],
+    persisted: false,
     build,
 };
 

@@ -72,6 +72,16 @@ pub struct EventMetrics {
 
 /// One usage event. User names and display names are not deserialized at all. A row without an
 /// id cannot be counted exactly once, so it is a bad row like one without `isSuccess`.
+/// The fields [`Row`] reads.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "feature",
+    "isSuccess",
+    "authMethod",
+    "failureReason",
+    "eventDateTime",
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {

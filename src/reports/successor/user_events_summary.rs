@@ -24,6 +24,8 @@ pub const SPEC: ReportSpec = ReportSpec {
         &LAST_EVENT,
         &RECENT_EVENTS,
     ],
+    fields: crate::reports::shared::events::FIELDS,
+    persisted: true,
     build,
 };
 

@@ -22,6 +22,13 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: None,
     metrics: &[&SIGNINS, &DAY],
+    fields: &[
+        "createdDateTime",
+        "multiFactorSignIns",
+        "singleFactorSignIns",
+        "totalSignIns",
+    ],
+    persisted: false,
     build,
 };
 

@@ -22,6 +22,13 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: None,
     metrics: &[&EVENTS, &DAY],
+    fields: &[
+        "aggregatedDateTime",
+        "changePasswordSelfServiceCount",
+        "passwordResetsByAdminCount",
+        "passwordResetsSelfServiceCount",
+    ],
+    persisted: false,
     build,
 };
 

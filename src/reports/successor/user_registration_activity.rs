@@ -22,6 +22,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/authenticationMethods/userRegistrationActivity(period='d1')",
     fallback: None,
     metrics: &[&ACTIVITIES],
+    fields: crate::reports::shared::activity::FIELDS,
+    persisted: false,
     build,
 };
 

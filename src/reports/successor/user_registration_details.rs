@@ -60,6 +60,23 @@ pub const SPEC: ReportSpec = ReportSpec {
         &GROUP_STRENGTH_USERS,
         &GROUP_SSPR_PHONE_ONLY_USERS,
     ],
+    fields: &[
+        "id",
+        "isAdmin",
+        "isMfaCapable",
+        "isMfaRegistered",
+        "isPasswordlessCapable",
+        "isSsprCapable",
+        "isSsprEnabled",
+        "isSsprRegistered",
+        "isSystemPreferredAuthenticationMethodEnabled",
+        "lastUpdatedDateTime",
+        "methodsRegistered",
+        "systemPreferredAuthenticationMethods",
+        "userPreferredMethodForSecondaryAuthentication",
+        "userType",
+    ],
+    persisted: false,
     build,
 };
 

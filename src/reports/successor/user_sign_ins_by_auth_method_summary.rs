@@ -22,6 +22,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/authenticationMethods/userSignInsByAuthMethodSummary(period='d1')",
     fallback: None,
     metrics: &[&SIGNINS],
+    fields: &["authenticationMethod", "successActivityCount"],
+    persisted: false,
     build,
 };
 

@@ -25,6 +25,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: Some(crate::reports::successor::user_registration_details::SPEC.name),
     metrics: &[&FEATURE_USERS],
+    fields: &["userRegistrationFeatureCounts", "feature", "userCount"],
+    persisted: false,
     build,
 };
 

@@ -24,6 +24,12 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: Some(crate::reports::successor::user_registration_details::SPEC.name),
     metrics: &[&METHOD_USERS],
+    fields: &[
+        "userRegistrationMethodCounts",
+        "authenticationMethod",
+        "userCount",
+    ],
+    persisted: false,
     build,
 };
 
