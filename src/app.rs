@@ -17,7 +17,7 @@ use crate::poller::{Startup, Tenant, Verdict};
 use crate::reports::{self, shared::strength::StrengthTable};
 use crate::scrape_cache::ScrapeCache;
 use crate::self_metrics::Metrics;
-use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
+use crate::server::{self, Limits, ServerContext, TenantInfo, Timeouts};
 use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
@@ -255,7 +255,7 @@ pub async fn run(
         ));
     }
 
-    let state = Arc::new(AppState {
+    let context = Arc::new(ServerContext {
         scrape_cache: ScrapeCache::new(store.clone(), metrics)?,
         store,
         telemetry_path: config.telemetry_path.clone(),
@@ -271,7 +271,7 @@ pub async fn run(
             },
         },
     });
-    let server = tokio::spawn(server::serve(listeners, state, shutdown.clone()));
+    let server = tokio::spawn(server::serve(listeners, context, shutdown.clone()));
     // A single wrong secret still fails fast: the process ends only if the token endpoint
     // refuses every tenant.
     let result = match Startup::verdict(first_tokens, tenant_count, &shutdown).await {

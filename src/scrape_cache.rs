@@ -24,7 +24,7 @@ use crate::self_metrics::{
     Metrics, REPORT_DURATION, REPORT_INTERVAL, REPORT_LAST_SUCCESS, REPORT_ROWS,
     REPORT_UNAVAILABLE, REPORT_UP,
 };
-use crate::snapshot::{ReportState, Status, Store};
+use crate::snapshot::{ReportRecord, Status, Store};
 
 /// The telemetry path's content: the cached Store-derived text, the sampled process metrics and
 /// the registry.
@@ -185,19 +185,19 @@ impl ScrapeCache {
 /// Renders the store's families; `capacity` is the expected length of the text.
 /// `now` is monotonic: ages never follow the wall clock.
 fn render(store: &Store, generation: u64, now: Instant, capacity: usize) -> Rendered {
-    let states = store.states();
+    let records = store.records();
     let mut families = Families::default();
     let mut valid_until: Option<Instant> = None;
-    for (key, state) in &states {
-        if !state.settings.enabled {
+    for (key, record) in &records {
+        if !record.settings.enabled {
             continue;
         }
-        add_poll_state(&mut families, &key.tenant, key.report, state);
-        if let Some(snapshot) = state.fresh_snapshot(now) {
+        add_poll_status(&mut families, &key.tenant, key.report, record);
+        if let Some(snapshot) = record.fresh_snapshot(now) {
             for sample in &snapshot.samples {
                 families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
             }
-            let expiry = state.fresh_until();
+            let expiry = record.fresh_until();
             valid_until = match (valid_until, expiry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -213,41 +213,41 @@ fn render(store: &Store, generation: u64, now: Instant, capacity: usize) -> Rend
 }
 
 /// `entra_exporter_report_*` for one report of one tenant.
-fn add_poll_state<'a>(
+fn add_poll_status<'a>(
     families: &mut Families<'a>,
     tenant: &'a str,
     report: &'static str,
-    state: &ReportState,
+    record: &ReportRecord,
 ) {
     let labels = [report];
     families.add_fixed(
         &REPORT_INTERVAL,
         tenant,
         &labels,
-        state.settings.interval.as_secs_f64(),
+        record.settings.interval.as_secs_f64(),
     );
-    if state.status == Status::Pending {
+    if record.status == Status::Pending {
         return;
     }
     families.add_fixed(
         &REPORT_UP,
         tenant,
         &labels,
-        f64::from(u8::from(state.status == Status::Ok)),
+        f64::from(u8::from(record.status == Status::Ok)),
     );
     for cause in Unavailability::ALL {
         families.add_fixed(
             &REPORT_UNAVAILABLE,
             tenant,
             &[report, cause.as_str()],
-            f64::from(u8::from(state.status == Status::Unavailable(cause))),
+            f64::from(u8::from(record.status == Status::Unavailable(cause))),
         );
     }
-    if let Some(success) = state.last_success {
+    if let Some(success) = record.last_success {
         families.add_fixed(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
-        families.add_fixed(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
+        families.add_fixed(&REPORT_ROWS, tenant, &labels, record.snapshot.rows as f64);
     }
-    if let Some(duration) = state.last_duration {
+    if let Some(duration) = record.last_duration {
         families.add_fixed(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
     }
 }

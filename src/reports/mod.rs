@@ -94,7 +94,7 @@ pub struct ReportSpec {
     pub build: fn(&BuildContext) -> Box<dyn Report>,
 }
 
-/// What a tenant's reports are built with: settings from the configuration and the state the
+/// What a tenant's reports are built with: settings from the configuration and what the
 /// tenant's reports share.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
