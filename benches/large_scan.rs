@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use entra_authmethods_exporter::graph::{ParsedPage, parse_page};
-use entra_authmethods_exporter::reports::{self, user_registration_details};
+use entra_authmethods_exporter::reports::{self, successor::user_registration_details};
 use entra_fake_graph::{FakeGraphOptions, FakeGroup};
 
 const REPORT: &str = "userRegistrationDetails";

@@ -9,16 +9,17 @@ use tracing::{info, warn};
 
 use crate::auth::Credential;
 use crate::cli::Cli;
-use crate::collector::{Exposition, Metrics};
 use crate::config::Config;
 use crate::graph::{self, BUDGET_WINDOW, GraphClient, Limiter};
 use crate::poller::{Startup, Tenant, Verdict};
-use crate::reports::{self, strength::StrengthTable};
-use crate::server::{self, AppState, Limits, TenantInfo, Timeouts};
+use crate::reports::{self, shared::strength::StrengthTable};
+use crate::scrape_cache::ScrapeCache;
+use crate::self_metrics::Metrics;
+use crate::server::{self, Limits, ServerContext, TenantInfo, Timeouts};
 use crate::snapshot::Store;
 use crate::state::{StateFile, Wanted};
 use crate::web_config::{self, WebConfig, WebConfigHandle};
-use crate::{Error, auth, poller};
+use crate::{auth, config, poller, state};
 #[cfg(feature = "demo")]
 use {
     crate::cli::DemoScenario,
@@ -32,6 +33,49 @@ use {
 pub type DemoTenant = FakeGraph;
 #[cfg(not(feature = "demo"))]
 pub type DemoTenant = std::convert::Infallible;
+
+/// Errors that stop the exporter from starting. Poll-time errors are [`graph::GraphError`] and
+/// never stop the process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Strength(#[from] reports::shared::strength::StrengthError),
+    /// The token endpoint refused every tenant: the first refusal, out of `tenants`.
+    #[error("credential for tenant {tenant}: {source}{}", refused_too(*tenants))]
+    Refused {
+        tenant: String,
+        #[source]
+        source: Box<graph::GraphError>,
+        tenants: usize,
+    },
+    #[error("HTTP client: {0}")]
+    HttpClient(#[from] graph::GraphError),
+    #[error(transparent)]
+    Listen(#[from] server::ListenError),
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[cfg(feature = "demo")]
+    #[error("demo tenant: {0}")]
+    Demo(#[from] entra_fake_graph::FakeError),
+    #[cfg(not(feature = "demo"))]
+    #[error(
+        "--demo: this build has no demo tenant (built without the `demo` feature); build with default features to use it"
+    )]
+    DemoNotBuilt,
+    #[error("{0}")]
+    State(#[from] state::StateError),
+}
+
+fn refused_too(tenants: usize) -> String {
+    match tenants {
+        0 | 1 => String::new(),
+        n => format!(" (the token endpoint refused all {n} tenants; each is logged above)"),
+    }
+}
 
 /// The configuration the exporter and `check` run with: the demo tenant in place with `--demo`,
 /// and only the tenants of this replica's shard.
@@ -59,6 +103,15 @@ pub async fn prepare(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<
     #[cfg(feature = "demo")]
     if let Some(fake) = &demo {
         use_demo_tenant(&mut config, fake)?;
+        // The fake does not throttle: at Graph's 5 requests per 10 s the demo would take a
+        // minute to show every report. A budget given on the command line, even 5, is kept.
+        if cli.requests_per_10s.is_none() {
+            config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
+            info!(
+                requests_per_10s = DEMO_REQUESTS_PER_10S,
+                "demo: Graph request budget raised"
+            );
+        }
     }
     let shard = config.shard;
     let configured = config.tenants.len();
@@ -223,8 +276,8 @@ pub async fn run(
         ));
     }
 
-    let state = Arc::new(AppState {
-        exposition: Exposition::new(store.clone(), metrics)?,
+    let context = Arc::new(ServerContext {
+        scrape_cache: ScrapeCache::new(store.clone(), metrics)?,
         store,
         telemetry_path: config.telemetry_path.clone(),
         tenants: tenant_infos,
@@ -239,7 +292,7 @@ pub async fn run(
             },
         },
     });
-    let server = tokio::spawn(server::serve(listeners, state, shutdown.clone()));
+    let server = tokio::spawn(server::serve(listeners, context, shutdown.clone()));
     // A single wrong secret still fails fast: the process ends only if the token endpoint
     // refuses every tenant.
     let result = match Startup::verdict(first_tokens, tenant_count, &shutdown).await {
@@ -274,8 +327,7 @@ fn state_wanted(config: &Config) -> Vec<Wanted> {
         .map(|tenant| Wanted {
             tenant: tenant.name.clone(),
             tenant_id: tenant.tenant_id.clone(),
-            reports: reports::STATEFUL
-                .iter()
+            reports: reports::persisted()
                 .filter(|spec| {
                     tenant
                         .report_settings(spec.name, spec.default_interval)
@@ -287,11 +339,8 @@ fn state_wanted(config: &Config) -> Vec<Wanted> {
         .collect()
 }
 
-/// `--graph.requests-per-10s` unless given: Graph's own limit for identity reports.
+/// The demo's budget when `--graph.requests-per-10s` is not given.
 #[cfg(feature = "demo")]
-const DEFAULT_REQUESTS_PER_10S: u32 = 5;
-#[cfg(feature = "demo")]
-/// The demo's budget when none is given.
 const DEMO_REQUESTS_PER_10S: u32 = 50;
 
 #[cfg(feature = "demo")]
@@ -319,15 +368,6 @@ fn use_demo_tenant(config: &mut Config, fake: &FakeGraph) -> Result<(), Error> {
     config.graph.endpoint = base.clone();
     config.graph.authority_host = base;
     config.graph.extra_roots_pem = Some(fake.ca_pem().as_bytes().to_vec());
-    // The fake does not throttle: at Graph's 5 requests per 10 s the demo would take a minute
-    // to show every report. A budget set explicitly on the command line is kept.
-    if config.graph.requests_per_10s == DEFAULT_REQUESTS_PER_10S {
-        config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
-        info!(
-            requests_per_10s = DEMO_REQUESTS_PER_10S,
-            "demo: Graph request budget raised"
-        );
-    }
     config.tenants = vec![TenantConfig {
         name: "demo".to_owned(),
         tenant_id: fake.tenant_id().to_owned(),
@@ -386,7 +426,63 @@ mod tests {
                 .interval,
             Duration::from_secs(30)
         );
-        assert_eq!(config.graph.requests_per_10s, DEMO_REQUESTS_PER_10S);
+    }
+
+    /// The link between the specs and the fake Graph (which cannot name the specs): each
+    /// report's probe is answered 200 by the fake the demo and the tests run against.
+    #[cfg(feature = "demo")]
+    #[tokio::test]
+    async fn the_fake_answers_every_reports_probe() {
+        let cli = Cli::try_parse_from(["x", "--demo"]).unwrap();
+        let mut config = Config::load(&cli, &|_| None, &reports::names()).unwrap();
+        let options = FakeGraphOptions {
+            record_requests: true,
+            ..FakeGraphOptions::default()
+        };
+        let fake = FakeGraph::start(options).await.unwrap();
+        use_demo_tenant(&mut config, &fake).unwrap();
+        config.graph.requests_per_10s = DEMO_REQUESTS_PER_10S;
+        let http = graph::http_client(&config.graph).unwrap();
+        let tenant = build_tenants(&config, &http, &Metrics::new().unwrap()).remove(0);
+        for spec in reports::ALL {
+            let answer = tenant
+                .graph
+                .get::<serde::de::IgnoredAny>(spec.name, spec.probe)
+                .await;
+            let statuses: Vec<u16> = fake
+                .request_log()
+                .iter()
+                .filter(|request| request.target == spec.probe)
+                .map(|request| request.status)
+                .collect();
+            assert_eq!(statuses, [200], "{}: {answer:?}", spec.name);
+        }
+    }
+
+    #[cfg(feature = "demo")]
+    #[tokio::test]
+    async fn the_demo_raises_the_request_budget_only_when_none_is_given() {
+        let budget = |args: &'static [&'static str]| async move {
+            let cli = Cli::try_parse_from(args).unwrap();
+            // Without the demo, a tenant from the environment.
+            let env = |name: &str| name.starts_with("AZURE_").then(|| "t".to_owned());
+            let prepared = prepare(&cli, &env).await.unwrap();
+            prepared.config.graph.requests_per_10s
+        };
+        assert_eq!(budget(&["x", "--demo"]).await, DEMO_REQUESTS_PER_10S);
+        // 5 is also the default without the demo: given, it must still be kept.
+        assert_eq!(
+            budget(&["x", "--demo", "--graph.requests-per-10s=5"]).await,
+            5
+        );
+        assert_eq!(
+            budget(&["x", "--demo", "--graph.requests-per-10s=7"]).await,
+            7
+        );
+        assert_eq!(
+            budget(&["x"]).await,
+            crate::config::DEFAULT_REQUESTS_PER_10S
+        );
     }
 
     #[cfg(feature = "demo")]

@@ -207,7 +207,7 @@ impl CredentialStatus {
 
 /// What the landing page shows of a tenant's credential: never the secret.
 #[derive(Debug, Clone)]
-pub struct CredentialState {
+pub struct CredentialHealth {
     pub status: CredentialStatus,
     /// The latest failure and when it happened; kept after a recovery.
     pub last_error: Option<(SystemTime, String)>,
@@ -236,7 +236,7 @@ pub struct Credential {
     tenant: String,
     inner: Arc<dyn TokenCredential>,
     up: IntGauge,
-    state: Mutex<CredentialState>,
+    health: Mutex<CredentialHealth>,
     tokens: Mutex<Tokens>,
     /// One token request at a time: the reports that find the token expired together send one
     /// request, and after a failure the others find the wait in force.
@@ -366,7 +366,7 @@ impl Credential {
             tenant: tenant.to_owned(),
             inner,
             up,
-            state: Mutex::new(CredentialState {
+            health: Mutex::new(CredentialHealth {
                 status: CredentialStatus::Pending,
                 last_error: None,
             }),
@@ -387,13 +387,13 @@ impl Credential {
         self.token(&[scope], None, 0).await
     }
 
-    pub fn state(&self) -> CredentialState {
+    pub fn health(&self) -> CredentialHealth {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CredentialState> {
-        // The state is replaced whole; a panic elsewhere cannot leave it half written.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, CredentialHealth> {
+        // The health is replaced whole; a panic elsewhere cannot leave it half written.
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
@@ -449,7 +449,7 @@ impl Credential {
                 Err(err) if retried < retries && CredentialSetupError::is_passing(&err) => {
                     retried += 1;
                     let wait = passing_waits.next().unwrap_or(PASSING_RETRY_MAX);
-                    debug!(tenant = %self.tenant, error = %crate::error_chain(&err), retry_in = ?wait, "token request failed; retrying it in place");
+                    debug!(tenant = %self.tenant, error = %crate::errors::error_chain(&err), retry_in = ?wait, "token request failed; retrying it in place");
                     tokio::time::sleep(wait).await;
                 }
                 Err(err) => {
@@ -496,8 +496,8 @@ impl Credential {
             tokens.failing = None;
         }
         let tenant = self.tenant.as_str();
-        let mut state = self.lock();
-        match state.status {
+        let mut health = self.lock();
+        match health.status {
             CredentialStatus::Failing => {
                 info!(tenant, "the tenant's token request succeeds again");
             }
@@ -509,7 +509,7 @@ impl Credential {
             }
             CredentialStatus::Pending | CredentialStatus::Ok => {}
         }
-        state.status = CredentialStatus::Ok;
+        health.status = CredentialStatus::Ok;
         self.up.set(1);
     }
 
@@ -531,11 +531,11 @@ impl Credential {
             });
             (retry_in, valid_for)
         };
-        let message = crate::error_chain(err);
-        let mut state = self.lock();
-        state.last_error = Some((SystemTime::now(), message.clone()));
-        if state.status != CredentialStatus::Refreshing {
-            state.status = CredentialStatus::Refreshing;
+        let message = crate::errors::error_chain(err);
+        let mut health = self.lock();
+        health.last_error = Some((SystemTime::now(), message.clone()));
+        if health.status != CredentialStatus::Refreshing {
+            health.status = CredentialStatus::Refreshing;
             let tenant = self.tenant.as_str();
             let valid_for = humantime::format_duration(Duration::from_secs(valid_for.as_secs()));
             warn!(tenant, error = %message, retry_in = ?retry_in, "refreshing the tenant's token failed; its current token is used while it is valid ({valid_for} more), and the refresh is asked for again");
@@ -550,7 +550,7 @@ impl Credential {
             tokens.refreshing = None;
             Schedule::failed(&mut tokens.failing, credential_backoff, now);
         }
-        self.fail_tenant(crate::error_chain(err), Some(SystemTime::now()));
+        self.fail_tenant(crate::errors::error_chain(err), Some(SystemTime::now()));
     }
 
     /// No valid token is left and the schedule holds the next request back: the error every
@@ -574,11 +574,11 @@ impl Credential {
 
     /// Marks the tenant without a token: up 0, and one warning when it starts.
     fn fail_tenant(&self, message: String, at: Option<SystemTime>) {
-        let mut state = self.lock();
-        let before = state.status;
-        state.status = CredentialStatus::Failing;
+        let mut health = self.lock();
+        let before = health.status;
+        health.status = CredentialStatus::Failing;
         if let Some(at) = at {
-            state.last_error = Some((at, message.clone()));
+            health.last_error = Some((at, message.clone()));
         }
         self.up.set(0);
         // One line when the tenant starts failing; its retries stay quiet.
@@ -707,10 +707,10 @@ mod tests {
         let endpoint = Endpoint::new(HOUR);
         let (credential, up) = watched(&endpoint);
         assert_eq!(up.get(), 0);
-        assert_eq!(credential.state().status, CredentialStatus::Pending);
+        assert_eq!(credential.health().status, CredentialStatus::Pending);
         assert_eq!(token(&credential).await.unwrap(), "token-1");
         assert_eq!(up.get(), 1);
-        assert_eq!(credential.state().status, CredentialStatus::Ok);
+        assert_eq!(credential.health().status, CredentialStatus::Ok);
 
         tokio::time::advance(HOUR - REFRESH_AHEAD - Duration::from_secs(1)).await;
         for _ in 0..10 {
@@ -746,9 +746,9 @@ mod tests {
         }
         assert_eq!(asked_at, [0, 1, 3, 7]);
         assert_eq!(token(&credential).await.unwrap(), "token-5");
-        let state = credential.state();
-        assert_eq!(state.status, CredentialStatus::Ok);
-        assert!(state.last_error.unwrap().1.contains("AADSTS90033"));
+        let health = credential.health();
+        assert_eq!(health.status, CredentialStatus::Ok);
+        assert!(health.last_error.unwrap().1.contains("AADSTS90033"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -760,7 +760,7 @@ mod tests {
         endpoint.answer(Answer::Refused);
         tokio::time::advance(HOUR - REFRESH_AHEAD).await;
         assert_eq!(token(&credential).await.unwrap(), "token-1");
-        assert_eq!(credential.state().status, CredentialStatus::Refreshing);
+        assert_eq!(credential.health().status, CredentialStatus::Refreshing);
         assert_eq!(up.get(), 1);
         for _ in 0..4 {
             tokio::time::advance(Duration::from_secs(60)).await;
@@ -774,17 +774,17 @@ mod tests {
         assert!(err.to_string().contains("AADSTS7000222"), "{err}");
         assert!(err.to_string().contains("next one goes out in"), "{err}");
         assert_eq!(up.get(), 0);
-        assert_eq!(credential.state().status, CredentialStatus::Failing);
+        assert_eq!(credential.health().status, CredentialStatus::Failing);
         assert_eq!(endpoint.requests(), 4);
 
         endpoint.answer(Answer::Token);
         tokio::time::advance(credential.next_attempt_in()).await;
         assert_eq!(token(&credential).await.unwrap(), "token-5");
         assert_eq!(up.get(), 1);
-        let state = credential.state();
-        assert_eq!(state.status, CredentialStatus::Ok);
+        let health = credential.health();
+        assert_eq!(health.status, CredentialStatus::Ok);
         assert!(
-            state.last_error.is_some(),
+            health.last_error.is_some(),
             "the last error stays on the page"
         );
     }
@@ -798,7 +798,7 @@ mod tests {
         assert_eq!(token(&credential).await.unwrap(), "token-4");
         assert_eq!(started.elapsed(), Duration::from_secs(1 + 2 + 4));
         assert_eq!(up.get(), 1);
-        assert_eq!(credential.state().status, CredentialStatus::Ok);
+        assert_eq!(credential.health().status, CredentialStatus::Ok);
 
         // At most four retries, then the shared schedule.
         tokio::time::advance(HOUR).await;
@@ -914,7 +914,7 @@ mod tests {
                 crate::config::Config::load(&cli, &|_| None, &crate::reports::names()).unwrap();
             let credential = credential(&config.tenants[0], &config.graph, reqwest::Client::new());
             let err = credential.get_token(&["s"], None).await.unwrap_err();
-            assert!(crate::error_chain(&err).contains(needle), "{err}");
+            assert!(crate::errors::error_chain(&err).contains(needle), "{err}");
             // Not worth asking again soon: alone, such a tenant ends the start.
             assert!(matches!(
                 crate::graph::token_error(&err),

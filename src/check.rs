@@ -12,13 +12,12 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 
-use crate::Error;
-use crate::app::{self, Prepared};
+use crate::app::{self, Error, Prepared};
 use crate::cli::{CheckOutput, Cli};
-use crate::collector::Metrics;
 use crate::graph::{self, GraphError, Unavailability};
 use crate::poller::{STARTUP_TOKEN_REQUESTS, Tenant};
 use crate::reports::{self, ReportSpec};
+use crate::self_metrics::Metrics;
 
 /// What Graph said to a report's probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,7 +204,7 @@ async fn check_tenant(tenant: Tenant) -> TenantFinding {
         return TenantFinding {
             tenant: name,
             credential: CredentialOutcome::Error,
-            message: format!("{fix}: {}", crate::error_chain(&err)),
+            message: format!("{fix}: {}", crate::errors::error_chain(&err)),
             reports: Vec::new(),
         };
     }
@@ -275,7 +274,7 @@ fn judge(spec: &ReportSpec, tenant: &str, answer: Result<(), GraphError>) -> (Ou
         Err(err) => err,
     };
     let disable = format!("reports.{}.enabled: false for tenant {tenant}", spec.name);
-    let said = crate::error_chain(&err);
+    let said = crate::errors::error_chain(&err);
     match err.unavailability() {
         Some(Unavailability::Forbidden) => (
             Outcome::Forbidden,

@@ -114,9 +114,9 @@ pub struct Cli {
     pub ca_file: Option<PathBuf>,
 
     /// Graph requests allowed per tenant in any 10-second window, shared by all its reports
-    /// (the demo raises the default to 50).
-    #[arg(long = "graph.requests-per-10s", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), global = true)]
-    pub requests_per_10s: u32,
+    /// [default: 5, or 50 with --demo].
+    #[arg(long = "graph.requests-per-10s", value_parser = clap::value_parser!(u32).range(1..), value_name = "N", global = true)]
+    pub requests_per_10s: Option<u32>,
 
     /// Graph requests allowed in any 10-second window to all tenants of this process that share
     /// an app registration (client id), on top of each tenant's budget; Graph allows 122 per app
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(cli.idle_timeout, Duration::from_secs(120));
         assert!(cli.web_config_file.is_none());
         assert_eq!(cli.telemetry_path, "/metrics");
-        assert_eq!(cli.requests_per_10s, 5);
+        assert_eq!(cli.requests_per_10s, None);
         assert_eq!(cli.graph_timeout, Duration::from_secs(30));
         assert_eq!(cli.max_response_bytes, 16 * 1024 * 1024);
         assert_eq!(cli.cloud, Cloud::Public);
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(cli.listen_addresses, ["127.0.0.1:1234"]);
         assert_eq!(cli.poll_interval, Some(Duration::from_secs(90)));
         assert_eq!(cli.cloud.graph_endpoint(), "https://dod-graph.microsoft.us");
-        assert_eq!(cli.requests_per_10s, 3);
+        assert_eq!(cli.requests_per_10s, Some(3));
         assert!(cli.demo);
     }
 
@@ -332,7 +332,7 @@ mod tests {
             })
         ));
         assert_eq!(cli.config_file, Some(PathBuf::from("a.yaml")));
-        assert_eq!(cli.requests_per_10s, 3);
+        assert_eq!(cli.requests_per_10s, Some(3));
         assert!(cli.demo);
         let cli = Cli::try_parse_from(["x", "check"]).unwrap();
         assert!(matches!(

@@ -25,6 +25,9 @@ pub const DEFAULT_EVENT_LABEL_LIMITS: EventLabelLimits = EventLabelLimits {
 pub const DEFAULT_MAX_AGE_INTERVALS: u32 = 3;
 /// Groups per tenant: each is a `group` label value and a member read before every scan.
 pub const MAX_GROUPS: usize = 100;
+/// `--graph.requests-per-10s` unless given (and not `--demo`): Graph's own limit for identity
+/// reports.
+pub const DEFAULT_REQUESTS_PER_10S: u32 = 5;
 /// `--graph.app-requests-per-10s` unless given (divided by `--total-shards`): Graph allows 122
 /// identity-report requests per 10 s per app across all tenants; 2 are left for other tools.
 pub const DEFAULT_APP_REQUESTS_PER_10S: u32 = 120;
@@ -442,7 +445,8 @@ impl Config {
                         .unwrap_or(cli.cloud.authority_host()),
                 )?,
                 extra_roots_pem: cli.ca_file.as_deref().map(read_file).transpose()?,
-                requests_per_10s: cli.requests_per_10s,
+                // The demo raises the budget when none is given (app::prepare).
+                requests_per_10s: cli.requests_per_10s.unwrap_or(DEFAULT_REQUESTS_PER_10S),
                 // The shards share the app registration, so each gets its part of Graph's limit.
                 app_requests_per_10s: cli
                     .app_requests_per_10s

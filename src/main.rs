@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use entra_authmethods_exporter::cli::{Cli, Command};
-use entra_authmethods_exporter::{app, check, error_chain, telemetry};
+use entra_authmethods_exporter::errors::error_chain;
+use entra_authmethods_exporter::{app, check, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 

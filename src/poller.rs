@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::auth::Credential;
 use crate::config::{EventLabelLimits, TenantConfig};
 use crate::graph::{self, GraphClient, GraphError, Unavailability};
-use crate::reports::strength::StrengthTable;
+use crate::reports::shared::strength::StrengthTable;
 use crate::reports::{self, BuildContext, ReportSpec, SavedEvents, UNAVAILABLE_RETRY};
 use crate::snapshot::{Status, Store};
 use crate::state::StateFile;
@@ -301,7 +301,7 @@ impl ReportLoop {
                 .unwrap_or(UNAVAILABLE_RETRY);
         }
         self.unavailable_backoff = None;
-        let message = crate::error_chain(&err);
+        let message = crate::errors::error_chain(&err);
         if let Some(awaited) = err.awaited_report()
             && self.store.status(tenant, awaited) == Some(Status::Pending)
         {

@@ -1,4 +1,4 @@
-//! The last good result of every report of every tenant, and its poll state. A poll replaces
+//! The last good result of every report of every tenant, and its poll status. A poll replaces
 //! its report's snapshot in one swap; a scrape only reads, so scrapes never wait on Graph.
 
 use std::collections::{BTreeMap, HashSet};
@@ -128,7 +128,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone)]
-pub struct ReportState {
+pub struct ReportRecord {
     pub settings: ReportSettings,
     pub status: Status,
     pub snapshot: Arc<Snapshot>,
@@ -143,7 +143,7 @@ pub struct ReportState {
     pub last_error: Option<String>,
 }
 
-impl ReportState {
+impl ReportRecord {
     /// The snapshot, unless it is older than the report's max age or past its own expiry.
     pub fn fresh_snapshot(&self, now: Instant) -> Option<&Snapshot> {
         self.last_success_at?;
@@ -171,7 +171,7 @@ pub struct Key {
 
 #[derive(Debug, Default)]
 pub struct Store {
-    reports: RwLock<BTreeMap<Key, ReportState>>,
+    reports: RwLock<BTreeMap<Key, ReportRecord>>,
     /// Tenants whose first token request has finished: true once they have a token. Only the
     /// reports of tenants with a token count for readiness.
     /// `None` for a tenant expected ([`Store::expect_tenant`]) whose first request has not
@@ -180,7 +180,7 @@ pub struct Store {
     /// Set the first time [`Store::ready`] is true: a tenant that gets its token later, and
     /// whose first polls then run, does not take the process out of its Service.
     was_ready: AtomicBool,
-    /// Bumped by every change, so that readers can keep what they derived from the states
+    /// Bumped by every change, so that readers can keep what they derived from the records
     /// until it moves.
     generation: AtomicU64,
 }
@@ -191,7 +191,7 @@ impl Store {
     }
 
     pub fn register(&self, tenant: &str, report: &'static str, settings: ReportSettings) {
-        let state = ReportState {
+        let record = ReportRecord {
             settings,
             status: Status::Pending,
             snapshot: Arc::default(),
@@ -201,7 +201,7 @@ impl Store {
             last_error: None,
         };
         self.write(|reports| {
-            reports.insert(key(tenant, report), state);
+            reports.insert(key(tenant, report), record);
         });
     }
 
@@ -213,13 +213,13 @@ impl Store {
         snapshot: Snapshot,
         duration: Duration,
     ) -> Status {
-        self.update(tenant, report, |state| {
-            state.status = Status::Ok;
-            state.snapshot = Arc::new(snapshot);
-            state.last_success = Some(SystemTime::now());
-            state.last_success_at = Some(Instant::now());
-            state.last_duration = Some(duration);
-            state.last_error = None;
+        self.update(tenant, report, |record| {
+            record.status = Status::Ok;
+            record.snapshot = Arc::new(snapshot);
+            record.last_success = Some(SystemTime::now());
+            record.last_success_at = Some(Instant::now());
+            record.last_duration = Some(duration);
+            record.last_error = None;
         })
     }
 
@@ -233,10 +233,10 @@ impl Store {
         error: String,
         duration: Duration,
     ) -> Status {
-        self.update(tenant, report, |state| {
-            state.status = status;
-            state.last_duration = Some(duration);
-            state.last_error = Some(error);
+        self.update(tenant, report, |record| {
+            record.status = status;
+            record.last_duration = Some(duration);
+            record.last_error = Some(error);
         })
     }
 
@@ -249,15 +249,19 @@ impl Store {
         reason: String,
         duration: Duration,
     ) -> Status {
-        self.update(tenant, report, |state| {
-            state.last_duration = Some(duration);
-            state.last_error = Some(reason);
+        self.update(tenant, report, |record| {
+            record.last_duration = Some(duration);
+            record.last_error = Some(reason);
         })
     }
 
     /// The status of one report; `None` if it is not registered.
     pub fn status(&self, tenant: &str, report: &'static str) -> Option<Status> {
-        self.read(|reports| reports.get(&key(tenant, report)).map(|state| state.status))
+        self.read(|reports| {
+            reports
+                .get(&key(tenant, report))
+                .map(|record| record.status)
+        })
     }
 
     /// Notes how the tenant's latest token request at start went: with a token its reports
@@ -297,13 +301,13 @@ impl Store {
         }
         let (ready, empty) = self.read(|reports| {
             let mut any_token = false;
-            for (key, state) in reports {
+            for (key, record) in reports {
                 match credentials.get(&key.tenant).copied().flatten() {
                     None => return (false, false),
                     Some(false) => {}
                     Some(true) => {
                         any_token = true;
-                        if state.settings.enabled && state.status == Status::Pending {
+                        if record.settings.enabled && record.status == Status::Pending {
                             return (false, false);
                         }
                     }
@@ -319,14 +323,14 @@ impl Store {
         ready
     }
 
-    /// Changes with every update of any report's state. Read it before [`Store::states`]: a
-    /// result derived from the states is current while the generation stays the same.
+    /// Changes with every update of any report's record. Read it before [`Store::records`]: a
+    /// result derived from the records is current while the generation stays the same.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A consistent copy of every report's state. Snapshots are shared, not copied.
-    pub fn states(&self) -> Vec<(Key, ReportState)> {
+    /// A consistent copy of every report's record. Snapshots are shared, not copied.
+    pub fn records(&self) -> Vec<(Key, ReportRecord)> {
         self.read(|reports| {
             reports
                 .iter()
@@ -339,12 +343,12 @@ impl Store {
         &self,
         tenant: &str,
         report: &'static str,
-        f: impl FnOnce(&mut ReportState),
+        f: impl FnOnce(&mut ReportRecord),
     ) -> Status {
         self.write(|reports| match reports.get_mut(&key(tenant, report)) {
-            Some(state) => {
-                let before = state.status;
-                f(state);
+            Some(record) => {
+                let before = record.status;
+                f(record);
                 before
             }
             None => Status::Pending,
@@ -353,14 +357,14 @@ impl Store {
 
     // A poisoned lock only means another thread panicked mid-update; the map itself is still
     // whole (every update is a single assignment), so keep serving it.
-    fn read<T>(&self, f: impl FnOnce(&BTreeMap<Key, ReportState>) -> T) -> T {
+    fn read<T>(&self, f: impl FnOnce(&BTreeMap<Key, ReportRecord>) -> T) -> T {
         match self.reports.read() {
             Ok(guard) => f(&guard),
             Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, ReportState>) -> T) -> T {
+    fn write<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, ReportRecord>) -> T) -> T {
         let result = match self.reports.write() {
             Ok(mut guard) => f(&mut guard),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -491,7 +495,7 @@ mod tests {
         assert!(store.generation() > succeeded);
         let failed = store.generation();
         assert!(store.ready());
-        let _ = store.states();
+        let _ = store.records();
         assert_eq!(store.generation(), failed, "reads change nothing");
     }
 
@@ -525,15 +529,15 @@ mod tests {
         store.record_success("t", "a", snapshot, Duration::ZERO);
         let before = store.record_failure("t", "a", Status::Failing, "boom".into(), Duration::ZERO);
         assert_eq!(before, Status::Ok);
-        let (_, state) = store.states().remove(0);
-        assert_eq!(state.status, Status::Failing);
+        let (_, record) = store.records().remove(0);
+        assert_eq!(record.status, Status::Failing);
         let now = Instant::now();
         assert_eq!(
-            state.fresh_snapshot(now).and_then(|s| s.value(&M, &["x"])),
+            record.fresh_snapshot(now).and_then(|s| s.value(&M, &["x"])),
             Some(3.0)
         );
         assert!(
-            state
+            record
                 .fresh_snapshot(now + Duration::from_secs(61))
                 .is_none()
         );
@@ -544,7 +548,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.push(&M, vec!["x".into()], 3.0);
         let snapshot = Arc::new(snapshot);
-        let polled = |wall: SystemTime, at: Instant| ReportState {
+        let polled = |wall: SystemTime, at: Instant| ReportRecord {
             settings: settings(true, Duration::from_secs(60)),
             status: Status::Ok,
             snapshot: snapshot.clone(),
@@ -587,10 +591,10 @@ mod tests {
             snapshot.expiring(Some(now + Duration::from_secs(10))),
             Duration::ZERO,
         );
-        let (_, state) = store.states().remove(0);
-        assert!(state.fresh_snapshot(now).is_some());
+        let (_, record) = store.records().remove(0);
+        assert!(record.fresh_snapshot(now).is_some());
         assert!(
-            state
+            record
                 .fresh_snapshot(now + Duration::from_secs(11))
                 .is_none()
         );

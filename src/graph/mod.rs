@@ -670,7 +670,7 @@ impl GraphClient {
 /// request (4xx other than 429) or the credential could not be set up from its files.
 pub fn token_error(err: &azure_core::Error) -> GraphError {
     GraphError::Token {
-        message: crate::error_chain(err),
+        message: crate::errors::error_chain(err),
         retryable: CredentialSetupError::is_passing(err),
     }
 }

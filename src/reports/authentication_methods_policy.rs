@@ -26,7 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{BuildContext, POLICY_INTERVAL, Report, ReportSpec, de};
+use super::shared::de;
+use super::{BuildContext, POLICY_INTERVAL, Report, ReportSpec};
 use crate::graph::{GraphClient, GraphError, Rows};
 use crate::labels::BoundedLabel;
 use crate::snapshot::{Kind, MetricDef, Snapshot};
@@ -51,6 +52,20 @@ pub const SPEC: ReportSpec = ReportSpec {
         &MIGRATION_STATE,
         &LAST_MODIFIED,
     ],
+    fields: &[
+        "authenticationMethodConfigurations",
+        "authenticationMethodsRegistrationCampaign",
+        "excludeTargets",
+        "id",
+        "includeTargets",
+        "isUsableForSignIn",
+        "lastModifiedDateTime",
+        "policyMigrationState",
+        "registrationEnforcement",
+        "state",
+        "systemCredentialPreferences",
+    ],
+    persisted: false,
     build,
 };
 

@@ -1,30 +1,18 @@
-//! The reports. Each file is one Graph report: what it fetches, how its rows parse, and which
-//! metrics it makes. Adding a report means adding its file and one line to [`ALL`].
+//! The reports. Each file is one Graph report, named after it, in [`legacy`] (the deprecated
+//! beta reports) or [`successor`] (their v1.0 successors); [`authentication_methods_policy`] is
+//! the policy behind them and [`shared`] holds what several reports share. A report's
+//! [`ReportSpec`] says all the exporter needs to know of it: what it fetches, the fields its
+//! rows read, whether its counters are persisted, which metrics it makes. The lists of reports
+//! elsewhere (the persisted ones, the property tests' parsers and fields) are derived from
+//! [`ALL`] or checked against it by a test. docs/adding-a-report.md lists what else to touch.
 
-mod activity;
-mod daily;
-mod de;
-mod events;
-mod groups;
-mod registered_by;
+pub mod authentication_methods_policy;
+pub mod legacy;
+pub mod shared;
+pub mod successor;
 
 #[cfg(test)]
 mod properties;
-
-pub mod authentication_methods_policy;
-pub mod events_summary;
-pub mod mfa_signins;
-pub mod password_events;
-pub mod registered_by_feature;
-pub mod registered_by_method;
-pub mod registration_activity;
-pub mod registration_count;
-pub mod registration_details;
-pub mod signins_by_method;
-pub mod strength;
-pub mod usage_details;
-pub mod usage_summary;
-pub mod user_registration_details;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,36 +20,38 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-pub use events::SavedEvents;
+pub use shared::events::SavedEvents;
 
 use crate::config::{EventLabelLimits, GroupConfig, TenantConfig};
 use crate::graph::{GraphClient, GraphError};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
-use strength::StrengthTable;
+use shared::strength::StrengthTable;
 
 /// Every report, in the order they are polled at start.
 pub const ALL: &[&ReportSpec] = &[
     // Legacy beta reports, deprecated by Microsoft (docs/reports.md, "Legacy and successor reports").
-    &registration_count::SPEC,
-    &usage_summary::SPEC,
-    &registration_details::SPEC,
-    &usage_details::SPEC,
+    &legacy::credential_user_registration_count::SPEC,
+    &legacy::credential_usage_summary::SPEC,
+    &legacy::credential_user_registration_details::SPEC,
+    &legacy::user_credential_usage_details::SPEC,
     // Their successors.
-    &registered_by_feature::SPEC,
-    &registered_by_method::SPEC,
-    &registration_activity::SPEC,
-    &signins_by_method::SPEC,
-    &mfa_signins::SPEC,
-    &password_events::SPEC,
-    &events_summary::SPEC,
-    &user_registration_details::SPEC,
+    &successor::users_registered_by_feature::SPEC,
+    &successor::users_registered_by_method::SPEC,
+    &successor::user_registration_activity::SPEC,
+    &successor::user_sign_ins_by_auth_method_summary::SPEC,
+    &successor::user_mfa_sign_in_summary::SPEC,
+    &successor::user_password_resets_and_changes_summary::SPEC,
+    &successor::user_events_summary::SPEC,
+    &successor::user_registration_details::SPEC,
     // The policy behind them.
     &authentication_methods_policy::SPEC,
 ];
 
-/// Reports that keep state across restarts in `--state.file`: the usage-event counters.
-pub const STATEFUL: &[&ReportSpec] = &[&usage_details::SPEC, &events_summary::SPEC];
+/// Reports whose counters are persisted in `--state.file` across restarts.
+pub fn persisted() -> impl Iterator<Item = &'static ReportSpec> {
+    ALL.iter().copied().filter(|spec| spec.persisted)
+}
 
 /// Summaries are cheap (one request each) and Graph refreshes them every few hours.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -86,7 +76,8 @@ pub struct ReportSpec {
     pub default_interval: Duration,
     /// Permissions and licence the report needs, quoted when Graph answers 403.
     pub permission: &'static str,
-    /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone.
+    /// What replaces the report once Microsoft retires it, quoted when Graph says it is gone;
+    /// `Some` for exactly the legacy reports ([`ReportSpec::is_legacy`]).
     pub successor: Option<&'static str>,
     /// One cheap request that tells whether Graph serves the report to the tenant (`check`):
     /// `$top=1` where the API accepts it.
@@ -94,11 +85,16 @@ pub struct ReportSpec {
     /// The report whose results stand in while Graph refuses this one.
     pub fallback: Option<&'static str>,
     pub metrics: &'static [&'static MetricDef],
+    /// Graph's names of the fields its rows (or document) read; the property tests put any
+    /// value in them.
+    pub fields: &'static [&'static str],
+    /// Whether its counters are persisted in `--state.file` across restarts.
+    pub persisted: bool,
     /// Builds the report's per-tenant state.
     pub build: fn(&BuildContext) -> Box<dyn Report>,
 }
 
-/// What a tenant's reports are built with: settings from the configuration and the state the
+/// What a tenant's reports are built with: settings from the configuration and what the
 /// tenant's reports share.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -121,7 +117,7 @@ impl BuildContext {
         strength: Arc<StrengthTable>,
         state: Option<Arc<StateFile<SavedEvents>>>,
     ) -> Self {
-        let details = &user_registration_details::SPEC;
+        let details = &successor::user_registration_details::SPEC;
         Self {
             tenant: tenant.name.clone(),
             event_label_limits,
@@ -155,7 +151,7 @@ pub struct TenantShared {
 /// A complete userRegistrationDetails scan's totals, and until when they may be served.
 #[derive(Debug, Clone)]
 pub struct PublishedTotals {
-    pub totals: Arc<user_registration_details::RegistrationTotals>,
+    pub totals: Arc<successor::user_registration_details::RegistrationTotals>,
     /// `None` when the max_age reaches beyond what the clock can represent: no limit.
     /// Monotonic, as every age.
     pub fresh_until: Option<Instant>,
@@ -184,7 +180,7 @@ impl TenantShared {
     /// Publishes the totals of a scan that completed now.
     pub fn publish_registration_totals(
         &self,
-        totals: user_registration_details::RegistrationTotals,
+        totals: successor::user_registration_details::RegistrationTotals,
     ) {
         let published = PublishedTotals {
             totals: Arc::new(totals),
@@ -211,6 +207,13 @@ pub trait Report: Send {
     async fn poll(&mut self, graph: &GraphClient) -> Result<Snapshot, GraphError>;
 }
 
+impl ReportSpec {
+    /// A legacy beta report, deprecated by Microsoft, which names its successor.
+    pub fn is_legacy(&self) -> bool {
+        self.successor.is_some()
+    }
+}
+
 pub fn spec(name: &str) -> Option<&'static ReportSpec> {
     ALL.iter().copied().find(|spec| spec.name == name)
 }
@@ -234,6 +237,7 @@ const LEGACY_PERMISSION: &str = "application permission Reports.Read.All plus Di
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Kind;
 
     #[test]
     fn unknown_methods_are_logged_once_per_tenant_and_remembered_within_bounds() {
@@ -245,5 +249,36 @@ mod tests {
             assert!(shared.first_unknown_method(&format!("method{i}")));
         }
         assert!(!shared.first_unknown_method("one-too-many"));
+    }
+
+    #[test]
+    fn specs_describe_their_report_consistently() {
+        let mut names = names();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "a report name is listed twice");
+        for spec in ALL {
+            // Legacy reports sit directly under /reports; their successors under
+            // /reports/authenticationMethods; the policy is no report.
+            let successor_path = spec.probe.contains("/reports/authenticationMethods/");
+            let legacy_path = spec.probe.contains("/reports/") && !successor_path;
+            assert_eq!(spec.is_legacy(), legacy_path, "{}", spec.name);
+            for successor in spec.successor.into_iter().flat_map(|s| s.split(" / ")) {
+                let successor = super::spec(successor)
+                    .unwrap_or_else(|| panic!("{}: no report {successor}", spec.name));
+                assert!(!successor.is_legacy(), "{}", spec.name);
+            }
+            if let Some(fallback) = spec.fallback {
+                assert!(super::spec(fallback).is_some(), "{}", spec.name);
+            }
+            assert!(!spec.fields.is_empty(), "{} reads no field", spec.name);
+            assert!(!spec.metrics.is_empty(), "{} makes no metric", spec.name);
+        }
+        // Counters must not restart from zero: a report that makes one persists it.
+        let counts = |spec: &ReportSpec| spec.metrics.iter().any(|m| m.kind == Kind::Counter);
+        for spec in ALL {
+            assert_eq!(spec.persisted, counts(spec), "{}", spec.name);
+        }
+        assert!(persisted().count() > 0);
     }
 }

@@ -2,73 +2,39 @@
 //! of any type go through every report's parser and aggregation. Each returns a value or an
 //! error; none panics (debug builds check integer overflow). A page that parses accounts for
 //! every row it holds, parsed or skipped, and a skipped row's fault never repeats a value from
-//! the page. A new report adds its row type to `every_parser` below.
+//! the page. A new report adds its parser to `PARSERS` below (a test fails until it does).
+
+use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 
+use super::legacy::{
+    credential_usage_summary, credential_user_registration_count,
+    credential_user_registration_details,
+};
+use super::shared::{activity, daily, events};
+use super::successor::{
+    user_mfa_sign_in_summary, user_password_resets_and_changes_summary, user_registration_activity,
+    user_registration_details, user_sign_ins_by_auth_method_summary, users_registered_by_feature,
+    users_registered_by_method,
+};
 use super::*;
 use crate::graph::{ParsedPage, parse_page};
 use crate::labels::BoundedLabel;
 
-/// Every field name the report rows read, so that generated rows reach the field parsers.
-const FIELDS: &[&str] = &[
-    "aggregatedDateTime",
-    "authMethod",
-    "authMethods",
-    "authenticationMethod",
-    "authenticationMethodConfigurations",
-    "authenticationMethodsRegistrationCampaign",
-    "changePasswordSelfServiceCount",
-    "createdDateTime",
-    "eventDateTime",
-    "excludeTargets",
-    "failureActivityCount",
-    "failureReason",
-    "feature",
-    "id",
-    "includeTargets",
-    "isAdmin",
-    "isCapable",
-    "isEnabled",
-    "isMfaCapable",
-    "isMfaRegistered",
-    "isPasswordlessCapable",
-    "isRegistered",
-    "isSsprCapable",
-    "isSsprEnabled",
-    "isSsprRegistered",
-    "isSuccess",
-    "isSystemPreferredAuthenticationMethodEnabled",
-    "isUsableForSignIn",
-    "lastModifiedDateTime",
-    "lastUpdatedDateTime",
-    "methodsRegistered",
-    "multiFactorSignIns",
-    "passwordResetsByAdminCount",
-    "passwordResetsSelfServiceCount",
-    "policyMigrationState",
-    "registrationCount",
-    "registrationEnforcement",
-    "registrationStatus",
-    "singleFactorSignIns",
-    "state",
-    "successActivityCount",
-    "successfulActivityCount",
-    "systemCredentialPreferences",
-    "systemPreferredAuthenticationMethods",
-    "totalSignIns",
-    "totalUserCount",
-    "userCount",
-    "userPreferredMethodForSecondaryAuthentication",
-    "userRegistationCount",
-    "userRegistrationCounts",
-    "userRegistrationFeatureCounts",
-    "userRegistrationMethodCounts",
-    "userRegistrationStatus",
-    "userType",
-];
+/// Every field name the report rows read (the specs' `fields`), so that generated rows reach
+/// the field parsers.
+fn fields() -> &'static [&'static str] {
+    static FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let mut fields: Vec<&str> = ALL.iter().flat_map(|spec| spec.fields).copied().collect();
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+    });
+    &FIELDS
+}
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -86,17 +52,17 @@ fn scalar() -> impl Strategy<Value = Value> {
 }
 
 fn key() -> impl Strategy<Value = String> {
-    crate::testing::key(FIELDS)
+    crate::testing::key(fields())
 }
 
 /// Any JSON value, nested a few levels, with Graph's field names as most keys.
 fn json() -> impl Strategy<Value = Value> {
-    crate::testing::document(FIELDS, scalar().boxed())
+    crate::testing::document(fields(), scalar().boxed())
 }
 
 /// A page of rows whose keys are Graph's field names and whose values are anything.
 fn page() -> impl Strategy<Value = Vec<u8>> {
-    let row = prop::collection::btree_map(key(), json(), 0..FIELDS.len())
+    let row = prop::collection::btree_map(key(), json(), 0..fields().len())
         .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()));
     (
         prop::collection::vec(row, 0..6),
@@ -155,7 +121,7 @@ fn assert_no_values_in(faults: &[crate::graph::RowFault], document: &Value) {
         let text = format!("{fault:?}");
         for value in &values {
             let harmless = value.len() < 4
-                || FIELDS.iter().any(|f| f.contains(*value))
+                || fields().iter().any(|f| f.contains(*value))
                 || [
                     "missing", "boolean", "number", "string", "array", "object", "null",
                 ]
@@ -169,54 +135,108 @@ fn assert_no_values_in(faults: &[crate::graph::RowFault], document: &Value) {
     }
 }
 
-/// Every parser and aggregation of Graph pages and documents.
-fn every_parser(body: &[u8]) {
-    parse::<registration_count::Row>(body, |rows| {
-        let mut aggregate = registration_count::Aggregate::default();
-        aggregate.add(rows);
-        let _ = aggregate.finish();
-    });
-    parse::<activity::Row>(body, |rows| {
-        let mut aggregate = activity::Aggregate::default();
-        aggregate.add("D1", rows);
-        let _ = aggregate.finish(&usage_summary::ACTIVITIES);
-    });
-    parse::<registration_details::Row>(body, |rows| {
-        let mut aggregate = registration_details::Aggregate::new(std::sync::Arc::default());
-        aggregate.add(rows);
-        let _ = aggregate.finish(&mut BoundedLabel::new(3));
-    });
-    parse::<events::Row>(body, |_| {});
-    parse::<signins_by_method::Row>(body, |rows| {
-        let mut counts = std::collections::BTreeMap::new();
-        signins_by_method::add(&mut counts, "d1", rows);
-        let _ = signins_by_method::finish(counts);
-    });
-    parse::<mfa_signins::Row>(body, |rows| {
-        let mut newest = None;
-        daily::keep_newest(&mut newest, rows);
-    });
-    parse::<password_events::Row>(body, |rows| {
-        let mut newest = None;
-        daily::keep_newest(&mut newest, rows);
-    });
-    parse::<user_registration_details::Row>(body, |rows| {
-        let mut aggregate = user_registration_details::Aggregate::new(std::sync::Arc::default());
-        aggregate.add(rows);
-        let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
-    });
+type Parser = fn(&[u8]);
+
+/// Each report's parser and aggregation of Graph pages or documents, by report name. A report
+/// missing here fails `every_report_has_a_parser`.
+const PARSERS: &[(&str, Parser)] = &[
+    ("credentialUserRegistrationCount", |body| {
+        parse::<credential_user_registration_count::Row>(body, |rows| {
+            let mut aggregate = credential_user_registration_count::Aggregate::default();
+            aggregate.add(rows);
+            let _ = aggregate.finish();
+        })
+    }),
+    ("credentialUsageSummary", |body| {
+        parse::<activity::Row>(body, |rows| {
+            let mut aggregate = activity::Aggregate::default();
+            aggregate.add("D1", rows);
+            let _ = aggregate.finish(&credential_usage_summary::ACTIVITIES);
+        })
+    }),
+    ("userRegistrationActivity", |body| {
+        parse::<activity::Row>(body, |rows| {
+            let mut aggregate = activity::Aggregate::default();
+            aggregate.add("d1", rows);
+            let _ = aggregate.finish(&user_registration_activity::ACTIVITIES);
+        })
+    }),
+    ("credentialUserRegistrationDetails", |body| {
+        parse::<credential_user_registration_details::Row>(body, |rows| {
+            let mut aggregate =
+                credential_user_registration_details::Aggregate::new(std::sync::Arc::default());
+            aggregate.add(rows);
+            let _ = aggregate.finish(&mut BoundedLabel::new(3));
+        })
+    }),
+    ("userCredentialUsageDetails", |body| {
+        parse::<events::Row>(body, |_| {})
+    }),
+    ("userEventsSummary", |body| {
+        parse::<events::Row>(body, |_| {})
+    }),
+    ("userSignInsByAuthMethodSummary", |body| {
+        parse::<user_sign_ins_by_auth_method_summary::Row>(body, |rows| {
+            let mut counts = std::collections::BTreeMap::new();
+            user_sign_ins_by_auth_method_summary::add(&mut counts, "d1", rows);
+            let _ = user_sign_ins_by_auth_method_summary::finish(counts);
+        })
+    }),
+    ("userMfaSignInSummary", |body| {
+        parse::<user_mfa_sign_in_summary::Row>(body, |rows| {
+            let mut newest = None;
+            daily::keep_newest(&mut newest, rows);
+        })
+    }),
+    ("userPasswordResetsAndChangesSummary", |body| {
+        parse::<user_password_resets_and_changes_summary::Row>(body, |rows| {
+            let mut newest = None;
+            daily::keep_newest(&mut newest, rows);
+        })
+    }),
+    ("userRegistrationDetails", |body| {
+        parse::<user_registration_details::Row>(body, |rows| {
+            let mut aggregate =
+                user_registration_details::Aggregate::new(std::sync::Arc::default());
+            aggregate.add(rows);
+            let _ = aggregate.finish(&mut user_registration_details::Bounds::default());
+        })
+    }),
     // The two summaries and the policy are single documents, not pages.
-    if let Ok((policy, _)) =
-        crate::graph::parse_document::<authentication_methods_policy::Policy>(body)
-    {
-        let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
+    ("authenticationMethodsPolicy", |body| {
+        if let Ok((policy, _)) =
+            crate::graph::parse_document::<authentication_methods_policy::Policy>(body)
+        {
+            let _ = authentication_methods_policy::snapshot(&policy, &mut BoundedLabel::new(3));
+        }
+    }),
+    ("usersRegisteredByFeature", |body| {
+        summary::<users_registered_by_feature::Summary>(
+            body,
+            "userRegistrationFeatureCounts",
+            |s| s.user_registration_feature_counts.0.len(),
+        )
+    }),
+    ("usersRegisteredByMethod", |body| {
+        summary::<users_registered_by_method::Summary>(body, "userRegistrationMethodCounts", |s| {
+            s.user_registration_method_counts.0.len()
+        })
+    }),
+];
+
+fn every_parser(body: &[u8]) {
+    for (_, parser) in PARSERS {
+        parser(body);
     }
-    summary::<registered_by_feature::Summary>(body, "userRegistrationFeatureCounts", |s| {
-        s.user_registration_feature_counts.0.len()
-    });
-    summary::<registered_by_method::Summary>(body, "userRegistrationMethodCounts", |s| {
-        s.user_registration_method_counts.0.len()
-    });
+}
+
+#[test]
+fn every_report_has_a_parser() {
+    let mut parsed: Vec<&str> = PARSERS.iter().map(|(name, _)| *name).collect();
+    parsed.sort_unstable();
+    let mut reports = names();
+    reports.sort_unstable();
+    assert_eq!(parsed, reports, "PARSERS must hold each report of ALL once");
 }
 
 /// Parses a summary as the Graph client does; every row of its list is parsed or skipped.
@@ -274,10 +294,10 @@ fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
     let rows = parse_page::<activity::Row>(body.as_bytes()).unwrap().rows;
     let mut aggregate = activity::Aggregate::default();
     aggregate.add("D1", rows);
-    let snapshot = aggregate.finish(&usage_summary::ACTIVITIES);
+    let snapshot = aggregate.finish(&credential_usage_summary::ACTIVITIES);
     assert_eq!(
         snapshot.value(
-            &usage_summary::ACTIVITIES,
+            &credential_usage_summary::ACTIVITIES,
             &["D1", "reset", "sms", "success"]
         ),
         Some(u64::MAX as f64)

@@ -82,7 +82,7 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let err = bind(&address(&addr.to_string(), ListenTarget::Socket(addr))).unwrap_err();
-        let text = crate::error_chain(&err);
+        let text = crate::errors::error_chain(&err);
         assert!(
             text.starts_with(&format!("--web.listen-address {addr}: ")),
             "{text}"

@@ -36,8 +36,8 @@ pub use connections::{AcceptBackoff, Timeouts};
 pub use listen::{ListenError, bind};
 
 use crate::auth::Credential;
-use crate::collector::Exposition;
 use crate::exposition::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::scrape_cache::ScrapeCache;
 use crate::snapshot::Store;
 use crate::web_config::{self, BasicAuth, WebConfig, WebConfigHandle};
 use connections::{Admitted, Connection, Connections, RequestGuard, Tracked};
@@ -67,9 +67,9 @@ pub struct Limits {
     pub timeouts: Timeouts,
 }
 
-pub struct AppState {
+pub struct ServerContext {
     pub store: Arc<Store>,
-    pub exposition: Exposition,
+    pub scrape_cache: ScrapeCache,
     pub telemetry_path: String,
     pub tenants: Vec<TenantInfo>,
     pub demo: bool,
@@ -79,7 +79,7 @@ pub struct AppState {
 
 /// Everything the request handlers share.
 struct Shared {
-    app: Arc<AppState>,
+    app: Arc<ServerContext>,
     /// `--web.max-requests`, or `None` without a limit.
     telemetry_slots: Option<Arc<Semaphore>>,
     /// bcrypt checks run one at a time, as in exporter-toolkit: each costs tens of
@@ -104,7 +104,11 @@ pub fn prepare_descriptor_limit(max_connections: usize) {
 }
 
 /// Serves every listener until `shutdown` is cancelled, then lets open requests finish.
-pub async fn serve(listeners: Vec<TcpListener>, app: Arc<AppState>, shutdown: CancellationToken) {
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    app: Arc<ServerContext>,
+    shutdown: CancellationToken,
+) {
     let shared = Arc::new(Shared {
         telemetry_slots: (app.limits.max_requests > 0)
             .then(|| Arc::new(Semaphore::new(app.limits.max_requests))),
@@ -380,7 +384,7 @@ fn metrics(headers: &HeaderMap, shared: &Shared) -> Response<Body> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip);
-    let scrape = match shared.app.exposition.scrape(gzip) {
+    let scrape = match shared.app.scrape_cache.scrape(gzip) {
         Ok(scrape) => scrape,
         Err(err) => {
             warn!(error = %err, "encoding metrics failed");
@@ -507,9 +511,9 @@ fn html(body: String) -> Response<Body> {
     response
 }
 
-fn landing_page(state: &AppState) -> String {
+fn landing_page(context: &ServerContext) -> String {
     let mut page = String::with_capacity(4096);
-    let path = escape(&state.telemetry_path);
+    let path = escape(&context.telemetry_path);
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Entra authentication-methods exporter</title>\
@@ -520,16 +524,16 @@ fn landing_page(state: &AppState) -> String {
          <h2>Tenants</h2><table><tr><th>tenant</th><th>tenant id</th><th>credential</th>\
          <th>last credential error</th></tr>",
         version = env!("CARGO_PKG_VERSION"),
-        revision = escape(crate::collector::revision()),
-        demo = if state.demo {
+        revision = escape(crate::self_metrics::revision()),
+        demo = if context.demo {
             " — <strong>demo mode</strong>: simulated tenant, no Azure account"
         } else {
             ""
         },
     );
-    for tenant in &state.tenants {
+    for tenant in &context.tenants {
         // The state holds the token endpoint's message, never the secret or the token.
-        let credential = tenant.credential.state();
+        let credential = tenant.credential.health();
         let last_error = credential
             .last_error
             .map(|(at, message)| format!("{}: {message}", humantime::format_rfc3339_seconds(at)))
@@ -547,7 +551,7 @@ fn landing_page(state: &AppState) -> String {
         "</table><h2>Reports</h2><table><tr><th>tenant</th><th>report</th><th>state</th>\
          <th>interval</th><th>last success</th><th>last poll took</th><th>last error</th></tr>",
     );
-    for (key, report) in state.store.states() {
+    for (key, report) in context.store.records() {
         let status = if report.settings.enabled {
             report.status.as_str()
         } else {
@@ -608,9 +612,9 @@ mod tests {
 
     fn shared(max_requests: usize) -> Shared {
         let store = Arc::new(Store::new());
-        let metrics = crate::collector::Metrics::new().unwrap();
-        let app = AppState {
-            exposition: Exposition::new(store.clone(), metrics).unwrap(),
+        let metrics = crate::self_metrics::Metrics::new().unwrap();
+        let app = ServerContext {
+            scrape_cache: ScrapeCache::new(store.clone(), metrics).unwrap(),
             store,
             telemetry_path: "/metrics".to_owned(),
             tenants: Vec::new(),

@@ -26,7 +26,6 @@ const FAMILIES: &[&str] = &[
     "process_resident_memory_bytes",
 ];
 
-use common::LEGACY_REPORTS as REPORTS;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_every_family_without_user_identifiers_or_secrets() {
@@ -40,7 +39,7 @@ async fn serves_every_family_without_user_identifiers_or_secrets() {
             "{family} missing:\n{text}"
         );
     }
-    for report in REPORTS {
+    for report in common::legacy_reports() {
         assert_eq!(value(&text, &up(report)), Some(1.0), "{report}\n{text}");
     }
     assert_eq!(
@@ -69,7 +68,7 @@ async fn serves_every_family_without_user_identifiers_or_secrets() {
         .lines()
         .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("deprecated"))
         .count();
-    assert_eq!(deprecations, REPORTS.len(), "{}", exporter.logs());
+    assert_eq!(deprecations, common::legacy_reports().len(), "{}", exporter.logs());
     common::promtool_check_metrics(&text);
 }
 
@@ -484,7 +483,7 @@ async fn readyz_waits_for_every_first_poll() {
     assert_eq!(exporter.get("/healthz").await.0, 200);
     exporter.wait_ready().await;
     let text = exporter.metrics().await;
-    for report in REPORTS {
+    for report in common::legacy_reports() {
         assert!(value(&text, &up(report)).is_some(), "{report}");
     }
 }

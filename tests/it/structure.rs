@@ -3,7 +3,8 @@
 //! (`crate::…`, `super::…`, `self::…`, or a child module's name) is an edge from that file to the
 //! file defining the module it reaches. Checked in every crate: no two files import each
 //! other, and the top-level modules have no cycle. In the exporter, dependencies point one way,
-//! config → auth → graph → reports → snapshot → collector → server. The fake Graph
+//! config → auth → graph → reports → snapshot → scrape_cache → server, and `errors` is a
+//! leaf every layer may use. The fake Graph
 //! (crates/fake-graph) must not know the exporter: neither its sources nor its manifest may
 //! name it.
 
@@ -23,19 +24,14 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("auth", "reports"),
     ("graph", "reports"),
     ("graph", "snapshot"),
-    ("reports", "collector"),
+    ("reports", "scrape_cache"),
     ("snapshot", "reports"),
-    ("snapshot", "collector"),
-    ("collector", "server"),
+    ("snapshot", "scrape_cache"),
+    ("scrape_cache", "server"),
 ];
 
 /// The exporter's library, as other crates name it.
 const EXPORTER: &str = "entra_authmethods_exporter";
-
-/// The crate root's own items that every module may use without the root depending back on
-/// it: `error_chain` formats any error and names nothing of the crate. (The root's `Error`
-/// names module errors, so a module that returns it does depend on the root, and counts.)
-const ROOT_HELPERS: &[&str] = &["error_chain"];
 
 /// Parent modules whose child files still import them back: reports/mod.rs holds both the
 /// report trait the reports implement and the registry that lists them. Pairs parent ⇄ child
@@ -364,8 +360,7 @@ fn with(prefix: &[String], ident: &syn::Ident) -> Vec<String> {
 /// File → the other files of its crate it imports from (`tests`: with test code's imports,
 /// or `Product` code's only): each path goes to the deepest module
 /// file it reaches. A path that names another crate or a local item was made absolute from the
-/// file's own module, so it reaches that module and is no edge; uses of [`ROOT_HELPERS`] are
-/// not edges to the root.
+/// file's own module, so it reaches that module and is no edge.
 fn file_graph(krate: &Crate, tests: Code) -> BTreeMap<ModulePath, BTreeSet<ModulePath>> {
     let modules: BTreeSet<&ModulePath> = krate.files.keys().collect();
     let mut graph = BTreeMap::new();
@@ -382,9 +377,7 @@ fn file_graph(krate: &Crate, tests: Code) -> BTreeMap<ModulePath, BTreeSet<Modul
             else {
                 continue;
             };
-            let is_root_helper =
-                target.is_empty() && path.len() == 1 && ROOT_HELPERS.contains(&path[0].as_str());
-            if target != *file && !is_root_helper {
+            if target != *file {
                 edges.insert(target);
             }
         }
@@ -511,14 +504,6 @@ fn no_two_files_import_each_other_and_top_level_modules_have_no_cycle_in_any_cra
             ));
         }
     }
-    let root = std::fs::read_to_string(workspace_root().join("src/lib.rs")).expect("lib.rs");
-    for helper in ROOT_HELPERS {
-        if !root.contains(&format!("fn {helper}(")) {
-            problems.push(format!(
-                "{helper} is no longer in the crate root: remove it from ROOT_HELPERS"
-            ));
-        }
-    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -533,10 +518,16 @@ fn the_exporter_follows_the_layers() {
         "graph",
         "reports",
         "snapshot",
-        "collector",
+        "scrape_cache",
+        "errors",
     ] {
         assert!(graph.contains_key(module), "module {module} not found");
     }
+    assert!(
+        graph["errors"].is_empty(),
+        "errors is a leaf, yet names {:?}",
+        graph["errors"]
+    );
     for (from, to) in FORBIDDEN {
         assert!(
             !graph[*from].contains(*to),
@@ -596,12 +587,12 @@ fn the_reader_follows_whole_files_and_finds_mutual_imports() {
         "a",
     );
     read("use std::fmt;\nfn g() -> crate::Error {}\n", "b");
-    read("pub fn h() { super::error_chain(); }\n", "c");
+    read("pub fn h() {}\n", "c");
     read("use super::{a::{self}, e};\n", "d");
     read("", "e");
     read("use crate::e::E;\n", "t");
     read(
-        "mod a; mod b; #[cfg(test)] mod t; use c::h; pub fn error_chain() {}\n",
+        "mod a; mod b; #[cfg(test)] mod t; use c::h;\n",
         "",
     );
     mark_test_files(&mut files, &test_only);
@@ -615,7 +606,7 @@ fn the_reader_follows_whole_files_and_finds_mutual_imports() {
     let edges = |from: &str| -> Vec<String> { graph[&module(from)].iter().map(show).collect() };
     assert_eq!(edges("a"), ["b", "c", "d"]);
     assert_eq!(edges("b"), ["(root)"], "crate::Error is the root's");
-    assert!(edges("c").is_empty(), "error_chain is a root helper");
+    assert!(edges("c").is_empty());
     assert_eq!(edges("d"), ["a", "e"]);
     assert_eq!(edges("t"), ["e"]);
     assert_eq!(edges(""), ["c"], "`mod a;` declares, `use c::h` imports");

@@ -6,7 +6,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Exporter, LEGACY_REPORTS, SUCCESSOR_REPORTS, TENANT, fake, quiet, sum, up, value};
+use common::{
+    Exporter, TENANT, fake, legacy_reports, quiet, successor_reports, sum, up, value,
+};
 use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 
 const SUCCESSOR_FAMILIES: &[&str] = &[
@@ -84,7 +86,7 @@ async fn every_successor_family_is_served_beside_the_legacy_ones() {
             "{family} missing:\n{text}"
         );
     }
-    for report in LEGACY_REPORTS.iter().chain(SUCCESSOR_REPORTS) {
+    for report in legacy_reports().into_iter().chain(successor_reports()) {
         assert_eq!(value(&text, &up(report)), Some(1.0), "{report}\n{text}");
     }
     // $top=999: 2,500 users are three pages, each read once.
@@ -168,10 +170,10 @@ async fn a_tenant_with_every_legacy_report_retired_still_gets_every_successor() 
     let exporter = Exporter::start(&fake, &["--poll.interval=1h"]).await;
     exporter.wait_ready().await;
     let text = exporter.metrics().await;
-    for report in LEGACY_REPORTS {
+    for report in legacy_reports() {
         assert_eq!(value(&text, &up(report)), Some(0.0), "{report}");
     }
-    for report in SUCCESSOR_REPORTS {
+    for report in successor_reports() {
         assert_eq!(value(&text, &up(report)), Some(1.0), "{report}\n{text}");
     }
     for family in SUCCESSOR_FAMILIES {
@@ -179,7 +181,7 @@ async fn a_tenant_with_every_legacy_report_retired_still_gets_every_successor() 
     }
     assert!(!text.contains("\nentra_credential_"), "{text}");
     let logs = exporter.logs();
-    for report in LEGACY_REPORTS {
+    for report in legacy_reports() {
         let line = format!("report {report} is not offered");
         assert_eq!(logs.matches(&line).count(), 1, "{logs}");
     }

@@ -314,23 +314,23 @@ impl Drop for Exporter {
 /// The env-configured tenant is labelled with its tenant id (the fake's default).
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 
-pub const LEGACY_REPORTS: &[&str] = &[
-    "credentialUserRegistrationCount",
-    "credentialUsageSummary",
-    "credentialUserRegistrationDetails",
-    "userCredentialUsageDetails",
-];
+/// The legacy beta reports, from the exporter's report specs.
+pub fn legacy_reports() -> Vec<&'static str> {
+    entra_authmethods_exporter::reports::ALL
+        .iter()
+        .filter(|spec| spec.is_legacy())
+        .map(|spec| spec.name)
+        .collect()
+}
 
-pub const SUCCESSOR_REPORTS: &[&str] = &[
-    "usersRegisteredByFeature",
-    "usersRegisteredByMethod",
-    "userRegistrationActivity",
-    "userSignInsByAuthMethodSummary",
-    "userMfaSignInSummary",
-    "userPasswordResetsAndChangesSummary",
-    "userEventsSummary",
-    "userRegistrationDetails",
-];
+/// Their v1.0 successors under /reports/ (the policy aside), from the specs.
+pub fn successor_reports() -> Vec<&'static str> {
+    entra_authmethods_exporter::reports::ALL
+        .iter()
+        .filter(|spec| !spec.is_legacy() && spec.probe.starts_with("/v1.0/reports/"))
+        .map(|spec| spec.name)
+        .collect()
+}
 
 /// `entra_exporter_report_up` of a report of [`TENANT`].
 pub fn up(report: &str) -> String {

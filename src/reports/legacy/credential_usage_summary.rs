@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 
-use super::activity::{self, ACTIVITY_LABELS};
-use super::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::shared::activity::{self, ACTIVITY_LABELS};
+use crate::reports::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -18,6 +18,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/getCredentialUsageSummary(period='D1')?$top=1",
     fallback: None,
     metrics: &[&ACTIVITIES],
+    fields: crate::reports::shared::activity::FIELDS,
+    persisted: false,
     build,
 };
 

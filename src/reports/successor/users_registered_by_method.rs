@@ -1,15 +1,19 @@
 //! v1.0 `GET /reports/authenticationMethods/usersRegisteredByMethod()`: users per registered
 //! authentication method. Falls back on userRegistrationDetails when refused app-only (see
-//! [`super::registered_by`]).
+//! [`crate::reports::shared::registered_by`]).
 //!
 //! Metric: `entra_authmethods_registered_by_method_users{method,source}`.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::registered_by::{self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY};
-use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
 use crate::graph::{GraphClient, GraphError, Rows};
+use crate::reports::shared::registered_by::{
+    self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY,
+};
+use crate::reports::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -18,8 +22,14 @@ pub const SPEC: ReportSpec = ReportSpec {
     permission: DELEGATED_SUMMARY_PERMISSION,
     successor: None,
     probe: PATH,
-    fallback: Some(super::user_registration_details::SPEC.name),
+    fallback: Some(crate::reports::successor::user_registration_details::SPEC.name),
     metrics: &[&METHOD_USERS],
+    fields: &[
+        "userRegistrationMethodCounts",
+        "authenticationMethod",
+        "userCount",
+    ],
+    persisted: false,
     build,
 };
 

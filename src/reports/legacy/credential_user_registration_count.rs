@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::{
+    BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -20,6 +22,15 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: None,
     metrics: &[&USERS, &REGISTRATION_USERS],
+    fields: &[
+        "totalUserCount",
+        "userRegistrationCounts",
+        "registrationStatus",
+        "userRegistrationStatus",
+        "registrationCount",
+        "userRegistationCount",
+    ],
+    persisted: false,
     build,
 };
 

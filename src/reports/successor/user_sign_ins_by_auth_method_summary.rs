@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -20,6 +22,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/authenticationMethods/userSignInsByAuthMethodSummary(period='d1')",
     fallback: None,
     metrics: &[&SIGNINS],
+    fields: &["authenticationMethod", "successActivityCount"],
+    persisted: false,
     build,
 };
 
@@ -69,7 +73,7 @@ impl Report for SigninsByMethod {
     }
 }
 
-pub(super) fn add(
+pub(in crate::reports) fn add(
     counts: &mut BTreeMap<(&'static str, String), u64>,
     period: &'static str,
     rows: Vec<Row>,
@@ -83,7 +87,7 @@ pub(super) fn add(
     }
 }
 
-pub(super) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
+pub(in crate::reports) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for ((period, method), count) in counts {
         snapshot.push(&SIGNINS, vec![period.to_owned(), method], count as f64);

@@ -5,13 +5,13 @@
 //!
 //! A method the table does not know never raises a user's class: a new method Graph adds is
 //! `none` until someone decides where it belongs. The reports log each such method once per
-//! tenant ([`super::TenantShared::first_unknown_method`]).
+//! tenant ([`crate::reports::TenantShared::first_unknown_method`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use tracing::info;
 
-use super::TenantShared;
+use crate::reports::TenantShared;
 
 /// A strength class, weakest first so that `max` picks the strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -599,8 +599,8 @@ mod tests {
         }
         // The table and one example are in the metrics page, the other in the config file's.
         let docs = concat!(
-            include_str!("../../docs/metrics.md"),
-            include_str!("../../docs/configuration.md")
+            include_str!("../../../docs/metrics.md"),
+            include_str!("../../../docs/configuration.md")
         );
         let examples: Vec<&str> = docs
             .split("```yaml")

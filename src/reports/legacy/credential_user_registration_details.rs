@@ -5,7 +5,7 @@
 //! Metrics: `entra_credential_details_users{is_registered,is_enabled,is_capable,is_mfa_registered}`
 //! (always all 16 combinations), `entra_credential_method_registered_users{auth_method}` and
 //! `entra_credential_strength_users{strength}`: users per class of their strongest method, by
-//! the successor's strength table ([`super::strength`]) under the methods' successor names.
+//! the successor's strength table ([`crate::reports::shared::strength`]) under the methods' successor names.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +13,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::strength::{self, MethodCounts, Naming, StrengthCounts, StrengthTable};
-use super::{BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, bool_label};
+use crate::reports::shared::strength::{self, MethodCounts, Naming, StrengthCounts, StrengthTable};
+use crate::reports::{
+    BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -27,6 +29,14 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/credentialUserRegistrationDetails?$top=1",
     fallback: None,
     metrics: &[&DETAILS_USERS, &METHOD_USERS, &STRENGTH_USERS],
+    fields: &[
+        "authMethods",
+        "isRegistered",
+        "isEnabled",
+        "isCapable",
+        "isMfaRegistered",
+    ],
+    persisted: false,
     build,
 };
 

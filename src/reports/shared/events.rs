@@ -32,10 +32,10 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use tracing::info;
 
-use super::{BuildContext, Report, de as fields};
 use crate::config::EventLabelLimits;
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{self, BoundedLabel, OTHER, UNKNOWN};
+use crate::reports::{BuildContext, Report, shared::de as fields};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
 
@@ -72,6 +72,16 @@ pub struct EventMetrics {
 
 /// One usage event. User names and display names are not deserialized at all. A row without an
 /// id cannot be counted exactly once, so it is a bad row like one without `isSuccess`.
+/// The fields [`Row`] reads.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "feature",
+    "isSuccess",
+    "authMethod",
+    "failureReason",
+    "eventDateTime",
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {

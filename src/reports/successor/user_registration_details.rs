@@ -13,13 +13,13 @@
 //! - `entra_authmethods_system_preferred_method_users{method}`: `none` when the list is empty
 //! - `entra_authmethods_details_last_updated_timestamp_seconds`: newest lastUpdatedDateTime
 //! - `entra_authmethods_strength_users{strength,user_type,is_admin}`: users per class of their
-//!   strongest method ([`super::strength`]), every class always present
+//!   strongest method ([`crate::reports::shared::strength`]), every class always present
 //! - `entra_authmethods_sspr_phone_only_users{user_type,is_admin}`: SSPR-registered users who
 //!   can reset a password only by phone ([`strength::sspr_phone_only`]), every cell always present
 //! - `entra_authmethods_group_users{group}`, `entra_authmethods_group_feature_users{group,feature}`,
 //!   `entra_authmethods_group_strength_users{group,strength}` and
 //!   `entra_authmethods_group_sspr_phone_only_users{group}` for the tenant's configured groups,
-//!   whose members are read before each scan ([`super::groups`]); a row's id is only ever
+//!   whose members are read before each scan ([`crate::reports::shared::groups`]); a row's id is only ever
 //!   hashed, to test membership
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,11 +28,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::groups::{GroupReader, Members};
-use super::strength::{self, MethodCounts, Strength, StrengthCounts, StrengthTable};
-use super::{AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec, de};
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, UNKNOWN, bool_label};
+use crate::reports::shared::groups::{GroupReader, Members};
+use crate::reports::shared::strength::{
+    self, MethodCounts, Strength, StrengthCounts, StrengthTable,
+};
+use crate::reports::{
+    AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -56,6 +60,23 @@ pub const SPEC: ReportSpec = ReportSpec {
         &GROUP_STRENGTH_USERS,
         &GROUP_SSPR_PHONE_ONLY_USERS,
     ],
+    fields: &[
+        "id",
+        "isAdmin",
+        "isMfaCapable",
+        "isMfaRegistered",
+        "isPasswordlessCapable",
+        "isSsprCapable",
+        "isSsprEnabled",
+        "isSsprRegistered",
+        "isSystemPreferredAuthenticationMethodEnabled",
+        "lastUpdatedDateTime",
+        "methodsRegistered",
+        "systemPreferredAuthenticationMethods",
+        "userPreferredMethodForSecondaryAuthentication",
+        "userType",
+    ],
+    persisted: false,
     build,
 };
 
@@ -857,7 +878,7 @@ mod tests {
             "pilot".to_owned(),
             ["a", "c", "e"]
                 .iter()
-                .map(|id| super::super::groups::id_hash(id))
+                .map(|id| crate::reports::shared::groups::id_hash(id))
                 .collect(),
         );
         let scan = scan_with(&[&page(&rows)], StrengthTable::default(), vec![members]).unwrap();
@@ -895,7 +916,7 @@ mod tests {
             Members::new(
                 name.to_owned(),
                 ids.iter()
-                    .map(|id| super::super::groups::id_hash(id))
+                    .map(|id| crate::reports::shared::groups::id_hash(id))
                     .collect(),
             )
         };

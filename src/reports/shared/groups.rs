@@ -34,7 +34,7 @@ pub fn id_hash(id: &str) -> u64 {
 /// A member row; `$select=id` asks Graph for nothing else.
 #[derive(Debug, Deserialize)]
 struct Member {
-    #[serde(default, deserialize_with = "super::de::id_hash")]
+    #[serde(default, deserialize_with = "crate::reports::shared::de::id_hash")]
     id: Option<u64>,
 }
 
@@ -98,7 +98,7 @@ impl GroupReader {
                     read.push(Members::new(group.name.clone(), hashes));
                 }
                 Err(err) => {
-                    let error = crate::error_chain(&err);
+                    let error = crate::errors::error_chain(&err);
                     let fix = match err.unavailability() {
                         Some(Unavailability::Forbidden) => format!("grant the {PERMISSION}"),
                         Some(Unavailability::Retired) => {

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::user_registration_details;
-use super::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::graph::{GraphClient, GraphError, Unavailability};
+use crate::reports::successor::user_registration_details;
+use crate::reports::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// The `source` label: Graph's own summary, or the userRegistrationDetails fallback.
@@ -82,7 +82,7 @@ impl Fallback {
             Err(err) if err.unavailability() == Some(Unavailability::Forbidden) => {
                 if self.next_probe.is_none() {
                     warn!(
-                        error = %crate::error_chain(&err),
+                        error = %crate::errors::error_chain(&err),
                         "{report} is refused for this app (Microsoft documents it as delegated-only); \
                          serving the same figures from userRegistrationDetails with source=\"details\" \
                          and asking Graph again hourly"
@@ -120,7 +120,7 @@ impl Fallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reports::user_registration_details::RegistrationTotals;
+    use crate::reports::successor::user_registration_details::RegistrationTotals;
     use std::time::Duration;
 
     #[test]

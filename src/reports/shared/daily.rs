@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
-use super::{Report, de};
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::{Report, shared::de};
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// A row of a daily summary.

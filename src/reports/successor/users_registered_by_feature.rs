@@ -1,16 +1,20 @@
 //! v1.0 `GET /reports/authenticationMethods/usersRegisteredByFeature()`: users registered or
 //! capable per feature (ssprRegistered, mfaCapable, passwordlessCapable, ...); the successor of
 //! getCredentialUserRegistrationCount. Falls back on userRegistrationDetails when refused
-//! app-only (see [`super::registered_by`]).
+//! app-only (see [`crate::reports::shared::registered_by`]).
 //!
 //! Metric: `entra_authmethods_registered_by_feature_users{feature,source}`.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::registered_by::{self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY};
-use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, de};
 use crate::graph::{GraphClient, GraphError, Rows};
+use crate::reports::shared::registered_by::{
+    self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY,
+};
+use crate::reports::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -19,8 +23,10 @@ pub const SPEC: ReportSpec = ReportSpec {
     permission: DELEGATED_SUMMARY_PERMISSION,
     successor: None,
     probe: PATH,
-    fallback: Some(super::user_registration_details::SPEC.name),
+    fallback: Some(crate::reports::successor::user_registration_details::SPEC.name),
     metrics: &[&FEATURE_USERS],
+    fields: &["userRegistrationFeatureCounts", "feature", "userCount"],
+    persisted: false,
     build,
 };
 
@@ -92,7 +98,7 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
 mod tests {
     use super::*;
     use crate::reports::PublishedTotals;
-    use crate::reports::user_registration_details::RegistrationTotals;
+    use crate::reports::successor::user_registration_details::RegistrationTotals;
     use std::sync::Arc;
 
     #[test]

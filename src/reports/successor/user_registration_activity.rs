@@ -1,15 +1,17 @@
 //! beta `GET /reports/authenticationMethods/userRegistrationActivity(period='d1'|'d7'|'d30')`:
 //! successful and failed registration and reset activities per method; the successor of
-//! getCredentialUsageSummary, with the same rows (see [`super::activity`]).
+//! getCredentialUsageSummary, with the same rows (see [`crate::reports::shared::activity`]).
 //!
 //! Metric: `entra_authmethods_registration_activities{period,feature,auth_method,status}`;
 //! `period` is spelled as Graph's aggregationPeriod: `d1`, `d7`, `d30`.
 
 use async_trait::async_trait;
 
-use super::activity::{self, ACTIVITY_LABELS};
-use super::{BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::shared::activity::{self, ACTIVITY_LABELS};
+use crate::reports::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL,
+};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -20,6 +22,8 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: "/beta/reports/authenticationMethods/userRegistrationActivity(period='d1')",
     fallback: None,
     metrics: &[&ACTIVITIES],
+    fields: crate::reports::shared::activity::FIELDS,
+    persisted: false,
     build,
 };
 

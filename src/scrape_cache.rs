@@ -1,270 +1,37 @@
-//! What the telemetry path serves, in two parts:
+//! What the telemetry path serves, cached between scrapes, in three parts:
 //!
-//! - families derived from the [`Store`] (every report's metrics and the per-report poll state
-//!   below) are rendered to text once per change of the store and kept as bytes, with their
-//!   gzip form made once, on the first scrape that asks for it;
-//! - the prometheus [`Registry`] in [`Metrics`] (Graph request counters, build and web-config
-//!   info: small, continuously changing) is encoded again at most once a second, and at once
-//!   after a poll completes or a [`PromptGauge`] changes: encoding it on every scrape cost half
-//!   a scrape's CPU;
+//! - families derived from the [`Store`] (every report's metrics and the per-report poll
+//!   status, [`POLL_STATUS`](crate::self_metrics::POLL_STATUS)) are rendered to text once per change of the store and kept as
+//!   bytes, with their gzip form made once, on the first scrape that asks for it;
+//! - the registry of [`Metrics`] is encoded again at most once a second, and at once after a
+//!   poll completes or a [`PromptGauge`](crate::self_metrics::PromptGauge) changes: encoding it
+//!   on every scrape cost half a scrape's CPU;
 //! - the process metrics (`process_*`) are read at most once a second: reading them opens and
 //!   parses several `/proc` files, which would otherwise be most of a scrape's cost under load.
 //!
-//! A new report family is a [`MetricDef`] in its report's `metrics`; a new exporter-level
-//! metric is registered in [`Metrics::new`]. The registry reserves every Store-derived name, so
-//! registering one of them there fails at start instead of serving a family twice.
+//! A new report family is a [`MetricDef`](crate::snapshot::MetricDef) in its report's `metrics`; it is rendered here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::exposition::{Families, GzipHead};
 use crate::graph::Unavailability;
-use crate::reports;
-use crate::snapshot::{Kind, MetricDef, ReportState, Status, Store};
-
-pub static REPORT_UP: MetricDef = MetricDef {
-    name: "entra_exporter_report_up",
-    help: "1 if the last poll of the report succeeded, 0 if it failed.",
-    kind: Kind::Gauge,
-    labels: &["report"],
+use crate::self_metrics::{
+    Metrics, REPORT_DURATION, REPORT_INTERVAL, REPORT_LAST_SUCCESS, REPORT_ROWS,
+    REPORT_UNAVAILABLE, REPORT_UP,
 };
-
-pub static REPORT_LAST_SUCCESS: MetricDef = MetricDef {
-    name: "entra_exporter_report_last_success_timestamp_seconds",
-    help: "Time the report was last polled successfully.",
-    kind: Kind::Gauge,
-    labels: &["report"],
-};
-
-pub static REPORT_DURATION: MetricDef = MetricDef {
-    name: "entra_exporter_report_duration_seconds",
-    help: "Duration of the last poll of the report, successful or not.",
-    kind: Kind::Gauge,
-    labels: &["report"],
-};
-
-pub static REPORT_ROWS: MetricDef = MetricDef {
-    name: "entra_exporter_report_rows",
-    help: "Rows Graph returned in the last complete poll of the report.",
-    kind: Kind::Gauge,
-    labels: &["report"],
-};
-
-pub static REPORT_INTERVAL: MetricDef = MetricDef {
-    name: "entra_exporter_report_interval_seconds",
-    help: "Configured poll interval of the report; alerts use it to tell stale data.",
-    kind: Kind::Gauge,
-    labels: &["report"],
-};
-
-pub static REPORT_UNAVAILABLE: MetricDef = MetricDef {
-    name: "entra_exporter_report_unavailable",
-    help: "1 while Graph refuses the report for this tenant for the cause: forbidden (403) or retired (400/404/410), as of the last poll; such reports are asked again at growing intervals up to hourly.",
-    kind: Kind::Gauge,
-    labels: &["report", "cause"],
-};
-
-const SELF_METRICS: [&MetricDef; 6] = [
-    &REPORT_UP,
-    &REPORT_LAST_SUCCESS,
-    &REPORT_DURATION,
-    &REPORT_ROWS,
-    &REPORT_INTERVAL,
-    &REPORT_UNAVAILABLE,
-];
-
-/// The registry of exporter-level metrics, and the handles the rest of the exporter updates.
-pub struct Metrics {
-    pub registry: Registry,
-    /// Moves whenever a [`PromptGauge`] is set.
-    changes: Arc<AtomicU64>,
-    /// `entra_exporter_graph_requests_total{tenant,report,code}`.
-    pub graph_requests: IntCounterVec,
-    /// `entra_exporter_report_rows_skipped_total{tenant,report}`.
-    pub report_rows_skipped: IntCounterVec,
-    /// `entra_exporter_web_config_last_reload_successful`.
-    pub web_config_reload_successful: PromptGauge,
-    /// `entra_exporter_state_writes_total{result}`; without `--state.file` it has no series.
-    pub state_writes: IntCounterVec,
-    /// `entra_exporter_credential_up{tenant}`.
-    pub credential_up: IntGaugeVec,
-    /// `entra_exporter_shard_info{shard,total_shards}`.
-    pub shard_info: IntGaugeVec,
-    /// `entra_exporter_shard_tenants`.
-    pub shard_tenants: IntGauge,
-}
-
-impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        registry.register(Box::new(ReservedNames::new()?))?;
-
-        let graph_requests = IntCounterVec::new(
-            Opts::new(
-                "entra_exporter_graph_requests_total",
-                "HTTP responses from Microsoft Graph by status code; transport errors are code=\"error\".",
-            ),
-            &["tenant", "report", "code"],
-        )?;
-        registry.register(Box::new(graph_requests.clone()))?;
-        let report_rows_skipped = IntCounterVec::new(
-            Opts::new(
-                "entra_exporter_report_rows_skipped_total",
-                "Rows of the report that could not be parsed (a null or wrong-typed field, a missing id) and were skipped while the rest of the poll counted; a row is counted each time a poll reads it.",
-            ),
-            &["tenant", "report"],
-        )?;
-        registry.register(Box::new(report_rows_skipped.clone()))?;
-        let state_writes = IntCounterVec::new(
-            Opts::new(
-                "entra_exporter_state_writes_total",
-                "Writes of the --state.file by result (success, error); a failed write is retried with the next events poll.",
-            ),
-            &["result"],
-        )?;
-        registry.register(Box::new(state_writes.clone()))?;
-
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "entra_exporter_build_info",
-                "A metric with a constant '1' value labelled by the exporter's version and revision.",
-            ),
-            &["version", "revision"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), revision()])
-            .set(1);
-        registry.register(Box::new(build_info))?;
-
-        let changes = Arc::new(AtomicU64::new(0));
-        let web_config_reload_successful = IntGauge::new(
-            "entra_exporter_web_config_last_reload_successful",
-            "1 if the last read of --web.config.file succeeded (or none is given), 0 if it failed and the previous configuration is still in use.",
-        )?;
-        web_config_reload_successful.set(1);
-        registry.register(Box::new(web_config_reload_successful.clone()))?;
-        let web_config_reload_successful = PromptGauge {
-            gauge: web_config_reload_successful,
-            changes: changes.clone(),
-        };
-
-        let credential_up = IntGaugeVec::new(
-            Opts::new(
-                "entra_exporter_credential_up",
-                "1 while the tenant has a valid token (a failed refresh leaves it 1 until the token expires); 0 once none is left and a request for one failed, and before the first.",
-            ),
-            &["tenant"],
-        )?;
-        registry.register(Box::new(credential_up.clone()))?;
-
-        let shard_info = IntGaugeVec::new(
-            Opts::new(
-                "entra_exporter_shard_info",
-                "A metric with a constant '1' value labelled by this replica's shard (0-based) and the number of shards; 0 of 1 when the tenants are not sharded.",
-            ),
-            &["shard", "total_shards"],
-        )?;
-        registry.register(Box::new(shard_info.clone()))?;
-
-        let shard_tenants = IntGauge::new(
-            "entra_exporter_shard_tenants",
-            "Tenants this replica polls: those of the configuration that its shard owns.",
-        )?;
-        registry.register(Box::new(shard_tenants.clone()))?;
-
-        Ok(Self {
-            registry,
-            changes,
-            graph_requests,
-            report_rows_skipped,
-            web_config_reload_successful,
-            state_writes,
-            credential_up,
-            shard_info,
-            shard_tenants,
-        })
-    }
-}
-
-/// An exporter-level gauge whose new value shows on the very next scrape: setting it makes the
-/// registry's text be encoded again, where counters may lag up to a second.
-#[derive(Clone)]
-pub struct PromptGauge {
-    gauge: IntGauge,
-    changes: Arc<AtomicU64>,
-}
-
-impl PromptGauge {
-    pub fn set(&self, value: i64) {
-        self.gauge.set(value);
-        // After the value, so that a scrape that sees the change encodes the new value.
-        self.changes.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// The source revision, from `GIT_REVISION` at build time when the build sets it.
-pub fn revision() -> &'static str {
-    option_env!("GIT_REVISION").unwrap_or("unknown")
-}
-
-fn all_defs() -> impl Iterator<Item = &'static MetricDef> {
-    reports::ALL
-        .iter()
-        .flat_map(|spec| spec.metrics.iter().copied())
-        .chain(SELF_METRICS)
-}
-
-/// Describes every Store-derived family to the registry and collects nothing: the registry
-/// then refuses a collector that would serve one of these names a second time.
-struct ReservedNames {
-    descs: Vec<Desc>,
-}
-
-impl ReservedNames {
-    fn new() -> Result<Self, prometheus::Error> {
-        let mut defs: Vec<&MetricDef> = all_defs().collect();
-        // Two reports may share a family (the same static); describe it once.
-        defs.sort_by_key(|def| def.name);
-        defs.dedup_by(|a, b| std::ptr::eq(*a, *b));
-        let descs = defs
-            .into_iter()
-            .map(|def| {
-                let mut labels = vec!["tenant".to_owned()];
-                labels.extend(def.labels.iter().map(|l| (*l).to_owned()));
-                Desc::new(
-                    def.name.to_owned(),
-                    def.help.to_owned(),
-                    labels,
-                    Default::default(),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { descs })
-    }
-}
-
-impl Collector for ReservedNames {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        Vec::new()
-    }
-}
+use crate::snapshot::{ReportRecord, Status, Store};
 
 /// The telemetry path's content: the cached Store-derived text, the sampled process metrics and
 /// the registry.
-pub struct Exposition {
+pub struct ScrapeCache {
     store: Arc<Store>,
     registry: Sampled,
-    /// The registry's [`PromptGauge`] changes.
+    /// The registry's [`PromptGauge`](crate::self_metrics::PromptGauge) changes.
     changes: Arc<AtomicU64>,
     process: Sampled,
     cached: Mutex<Arc<Rendered>>,
@@ -350,14 +117,15 @@ pub struct Scrape {
     pub chunks: Vec<Bytes>,
 }
 
-impl Exposition {
+impl ScrapeCache {
     pub fn new(store: Arc<Store>, metrics: Metrics) -> Result<Self, prometheus::Error> {
         let (generation, now) = (store.generation(), Instant::now());
         let rendered = render(&store, generation, now, 0);
+        let changes = metrics.prompt_changes();
         Ok(Self {
             store,
             registry: Sampled::new(metrics.registry),
-            changes: metrics.changes,
+            changes,
             process: Sampled::process()?,
             cached: Mutex::new(Arc::new(rendered)),
             gzip_tail: Mutex::new(None),
@@ -417,19 +185,19 @@ impl Exposition {
 /// Renders the store's families; `capacity` is the expected length of the text.
 /// `now` is monotonic: ages never follow the wall clock.
 fn render(store: &Store, generation: u64, now: Instant, capacity: usize) -> Rendered {
-    let states = store.states();
+    let records = store.records();
     let mut families = Families::default();
     let mut valid_until: Option<Instant> = None;
-    for (key, state) in &states {
-        if !state.settings.enabled {
+    for (key, record) in &records {
+        if !record.settings.enabled {
             continue;
         }
-        add_poll_state(&mut families, &key.tenant, key.report, state);
-        if let Some(snapshot) = state.fresh_snapshot(now) {
+        add_poll_status(&mut families, &key.tenant, key.report, record);
+        if let Some(snapshot) = record.fresh_snapshot(now) {
             for sample in &snapshot.samples {
                 families.add(sample.metric, &key.tenant, &sample.labels, sample.value);
             }
-            let expiry = state.fresh_until();
+            let expiry = record.fresh_until();
             valid_until = match (valid_until, expiry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -445,41 +213,41 @@ fn render(store: &Store, generation: u64, now: Instant, capacity: usize) -> Rend
 }
 
 /// `entra_exporter_report_*` for one report of one tenant.
-fn add_poll_state<'a>(
+fn add_poll_status<'a>(
     families: &mut Families<'a>,
     tenant: &'a str,
     report: &'static str,
-    state: &ReportState,
+    record: &ReportRecord,
 ) {
     let labels = [report];
     families.add_fixed(
         &REPORT_INTERVAL,
         tenant,
         &labels,
-        state.settings.interval.as_secs_f64(),
+        record.settings.interval.as_secs_f64(),
     );
-    if state.status == Status::Pending {
+    if record.status == Status::Pending {
         return;
     }
     families.add_fixed(
         &REPORT_UP,
         tenant,
         &labels,
-        f64::from(u8::from(state.status == Status::Ok)),
+        f64::from(u8::from(record.status == Status::Ok)),
     );
     for cause in Unavailability::ALL {
         families.add_fixed(
             &REPORT_UNAVAILABLE,
             tenant,
             &[report, cause.as_str()],
-            f64::from(u8::from(state.status == Status::Unavailable(cause))),
+            f64::from(u8::from(record.status == Status::Unavailable(cause))),
         );
     }
-    if let Some(success) = state.last_success {
+    if let Some(success) = record.last_success {
         families.add_fixed(&REPORT_LAST_SUCCESS, tenant, &labels, unix_seconds(success));
-        families.add_fixed(&REPORT_ROWS, tenant, &labels, state.snapshot.rows as f64);
+        families.add_fixed(&REPORT_ROWS, tenant, &labels, record.snapshot.rows as f64);
     }
-    if let Some(duration) = state.last_duration {
+    if let Some(duration) = record.last_duration {
         families.add_fixed(&REPORT_DURATION, tenant, &labels, duration.as_secs_f64());
     }
 }
@@ -494,12 +262,12 @@ fn unix_seconds(time: SystemTime) -> f64 {
 mod tests {
     use super::*;
     use crate::config::ReportSettings;
-    use crate::reports::usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
+    use crate::reports::legacy::user_credential_usage_details::{EVENTS_TOTAL, WINDOW_EVENTS};
     use crate::snapshot::Snapshot;
     use std::io::Read;
 
-    fn text(exposition: &Exposition) -> String {
-        let scrape = exposition.scrape(false).unwrap();
+    fn text(cache: &ScrapeCache) -> String {
+        let scrape = cache.scrape(false).unwrap();
         scrape
             .chunks
             .iter()
@@ -523,38 +291,38 @@ mod tests {
             .graph_requests
             .with_label_values(&["t", "userEventsSummary", "200"]);
         let reloaded = metrics.web_config_reload_successful.clone();
-        let exposition = Exposition::new(store.clone(), metrics).unwrap();
+        let cache = ScrapeCache::new(store.clone(), metrics).unwrap();
         let series = r#"entra_exporter_graph_requests_total{code="200",report="userEventsSummary",tenant="t"}"#;
         let value = |text: &str, series: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
         };
         requests.inc();
-        assert_eq!(value(&text(&exposition), series), Some(1.0));
+        assert_eq!(value(&text(&cache), series), Some(1.0));
         // Between polls, scrapes share the encoded text (for up to a second).
         requests.inc();
-        assert_eq!(value(&text(&exposition), series), Some(1.0));
+        assert_eq!(value(&text(&cache), series), Some(1.0));
         // A completed poll shows the counters as they are.
         store.register("t", "userEventsSummary", settings());
-        assert_eq!(value(&text(&exposition), series), Some(2.0));
+        assert_eq!(value(&text(&cache), series), Some(2.0));
         // So does a prompt gauge, at once.
         reloaded.set(0);
-        let now = text(&exposition);
+        let now = text(&cache);
         assert_eq!(
             value(&now, "entra_exporter_web_config_last_reload_successful"),
             Some(0.0)
         );
     }
 
-    fn exposition() -> (Arc<Store>, Exposition) {
+    fn cache() -> (Arc<Store>, ScrapeCache) {
         let store = Arc::new(Store::new());
         let metrics = Metrics::new().unwrap();
-        (store.clone(), Exposition::new(store, metrics).unwrap())
+        (store.clone(), ScrapeCache::new(store, metrics).unwrap())
     }
 
     #[test]
     fn renders_snapshots_self_metrics_and_escapes_label_values() {
-        let (store, exposition) = exposition();
+        let (store, cache) = cache();
         store.register("contoso", "userCredentialUsageDetails", settings());
         store.register("fabrikam", "userCredentialUsageDetails", settings());
         let mut snapshot = Snapshot::default();
@@ -574,7 +342,7 @@ mod tests {
             snapshot,
             Duration::from_millis(1500),
         );
-        let text = text(&exposition);
+        let text = text(&cache);
         assert!(text.contains(
             r#"entra_credential_usage_window_events{tenant="contoso",feature="reset",auth_method="email",status="failure",failure_reason="say \"hi\"\\\nnow ü"} 2"#
         ), "{text}");
@@ -601,7 +369,7 @@ mod tests {
             "boom".into(),
             Duration::ZERO,
         );
-        let text = self::text(&exposition);
+        let text = self::text(&cache);
         assert!(text.contains(
             r#"entra_exporter_report_up{tenant="fabrikam",report="userCredentialUsageDetails"} 0"#
         ));
@@ -617,7 +385,7 @@ mod tests {
             "retired".into(),
             Duration::ZERO,
         );
-        let text = self::text(&exposition);
+        let text = self::text(&cache);
         assert!(text.contains(
             r#"entra_exporter_report_unavailable{tenant="fabrikam",report="userCredentialUsageDetails",cause="retired"} 1"#
         ));
@@ -633,14 +401,14 @@ mod tests {
 
     #[test]
     fn every_family_appears_once_with_help_and_type() {
-        let (store, exposition) = exposition();
+        let (store, cache) = cache();
         store.register("t", "userCredentialUsageDetails", settings());
         let mut snapshot = Snapshot::default();
         let labels = vec!["reset".into(), "sms".into(), "failure".into(), "x".into()];
         snapshot.push(&WINDOW_EVENTS, labels.clone(), 1.0);
         snapshot.push(&WINDOW_EVENTS, labels, 2.0);
         store.record_success("t", "userCredentialUsageDetails", snapshot, Duration::ZERO);
-        let text = text(&exposition);
+        let text = text(&cache);
         let mut typed: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -665,10 +433,10 @@ mod tests {
 
     #[test]
     fn the_cached_text_is_kept_until_the_store_changes_or_a_snapshot_ages_out() {
-        let (store, exposition) = exposition();
+        let (store, cache) = cache();
         store.register("t", "credentialUserRegistrationCount", settings());
-        let first = exposition.scrape(false).unwrap().chunks[0].clone();
-        let again = exposition.scrape(false).unwrap().chunks[0].clone();
+        let first = cache.scrape(false).unwrap().chunks[0].clone();
+        let again = cache.scrape(false).unwrap().chunks[0].clone();
         assert_eq!(
             first.as_ptr(),
             again.as_ptr(),
@@ -676,7 +444,7 @@ mod tests {
         );
         let mut snapshot = Snapshot::default();
         snapshot.push(
-            &crate::reports::registration_count::USERS,
+            &crate::reports::legacy::credential_user_registration_count::USERS,
             Vec::new(),
             250.0,
         );
@@ -686,7 +454,7 @@ mod tests {
             snapshot,
             Duration::ZERO,
         );
-        let changed = exposition.scrape(false).unwrap().chunks[0].clone();
+        let changed = cache.scrape(false).unwrap().chunks[0].clone();
         assert_ne!(changed.as_ptr(), first.as_ptr());
         assert!(std::str::from_utf8(&changed).unwrap().contains("} 250"));
 
@@ -703,29 +471,20 @@ mod tests {
 
     #[test]
     fn gzip_holds_the_same_text_and_compresses_the_cached_part_once() {
-        let (store, exposition) = exposition();
+        let (store, cache) = cache();
         store.register("t", "credentialUserRegistrationCount", settings());
-        let gzip = exposition.scrape(true).unwrap();
-        let again = exposition.scrape(true).unwrap();
+        let gzip = cache.scrape(true).unwrap();
+        let again = cache.scrape(true).unwrap();
         assert_eq!(gzip.chunks[0].as_ptr(), again.chunks[0].as_ptr());
         let member: Vec<u8> = gzip.chunks.concat();
         let mut text = String::new();
         flate2::read::GzDecoder::new(&member[..])
             .read_to_string(&mut text)
             .unwrap();
-        let identity = exposition.scrape(false).unwrap();
+        let identity = cache.scrape(false).unwrap();
         assert!(text.starts_with(std::str::from_utf8(&identity.chunks[0]).unwrap()));
         assert!(text.contains("entra_exporter_build_info{"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
-    }
-
-    #[test]
-    fn a_store_family_cannot_also_be_registered() {
-        let metrics = Metrics::new().unwrap();
-        let twice = IntGauge::new("entra_exporter_report_up", "again").unwrap();
-        assert!(metrics.registry.register(Box::new(twice)).is_err());
-        let users = IntGauge::new(crate::reports::registration_count::USERS.name, "again").unwrap();
-        assert!(metrics.registry.register(Box::new(users)).is_err());
     }
 }

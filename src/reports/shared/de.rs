@@ -126,7 +126,7 @@ pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D
         .collect())
 }
 
-/// A user object id, kept only as its hash ([`super::groups::id_hash`]) so that no id stays in
+/// A user object id, kept only as its hash ([`crate::reports::shared::groups::id_hash`]) so that no id stays in
 /// memory; null, missing or empty is `None`. Borrowed strings are hashed in place.
 pub fn id_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     struct IdVisitor;
@@ -139,7 +139,7 @@ pub fn id_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u64>, E> {
-            Ok((!v.is_empty()).then(|| super::groups::id_hash(v)))
+            Ok((!v.is_empty()).then(|| crate::reports::shared::groups::id_hash(v)))
         }
 
         fn visit_none<E: de::Error>(self) -> Result<Option<u64>, E> {
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn ids_become_hashes() {
         let parse = |json| serde_json::from_str::<Object>(json).map(|o| o.id);
-        let hash = super::super::groups::id_hash("86462606-fde0-4fc4-9e0c-a20eb73e54c6");
+        let hash = crate::reports::shared::groups::id_hash("86462606-fde0-4fc4-9e0c-a20eb73e54c6");
         assert_eq!(
             parse(r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6"}"#).unwrap(),
             Some(hash)

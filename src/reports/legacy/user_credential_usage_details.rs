@@ -1,13 +1,13 @@
 //! beta `GET /reports/userCredentialUsageDetails` (legacy): one row per SSPR registration or
-//! reset event in the report window, counted by [`super::events`].
+//! reset event in the report window, counted by [`crate::reports::shared::events`].
 //!
 //! Metrics: `entra_credential_usage_window_events`, `entra_credential_usage_events_total`
 //! (`{feature,auth_method,status,failure_reason}`), `entra_credential_usage_outcome_events_total`
 //! (`{feature,status}`), `entra_credential_usage_recent_outcome_events{feature,status}` and
 //! `entra_credential_usage_last_event_timestamp_seconds{feature}`.
 
-use super::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
-use super::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
+use crate::reports::shared::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
+use crate::reports::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -24,6 +24,8 @@ pub const SPEC: ReportSpec = ReportSpec {
         &LAST_EVENT,
         &RECENT_EVENTS,
     ],
+    fields: crate::reports::shared::events::FIELDS,
+    persisted: true,
     build,
 };
 

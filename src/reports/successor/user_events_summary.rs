@@ -1,13 +1,13 @@
 //! beta `GET /reports/authenticationMethods/userEventsSummary`: the successor of
-//! userCredentialUsageDetails, with the same rows, counted by [`super::events`].
+//! userCredentialUsageDetails, with the same rows, counted by [`crate::reports::shared::events`].
 //!
 //! Metrics: `entra_authmethods_usage_window_events`, `entra_authmethods_usage_events_total`
 //! (`{feature,auth_method,status,failure_reason}`), `entra_authmethods_usage_outcome_events_total`
 //! (`{feature,status}`), `entra_authmethods_usage_recent_outcome_events{feature,status}` and
 //! `entra_authmethods_usage_last_event_timestamp_seconds{feature}`.
 
-use super::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
-use super::{AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec};
+use crate::reports::shared::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
+use crate::reports::{AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -24,6 +24,8 @@ pub const SPEC: ReportSpec = ReportSpec {
         &LAST_EVENT,
         &RECENT_EVENTS,
     ],
+    fields: crate::reports::shared::events::FIELDS,
+    persisted: true,
     build,
 };
 

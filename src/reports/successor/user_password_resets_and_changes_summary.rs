@@ -8,8 +8,10 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 
-use super::daily::{DailyReport, Day};
-use super::{AUDIT_LOG_PERMISSION, BuildContext, DAILY_INTERVAL, Report, ReportSpec, de};
+use crate::reports::shared::daily::{DailyReport, Day};
+use crate::reports::{
+    AUDIT_LOG_PERMISSION, BuildContext, DAILY_INTERVAL, Report, ReportSpec, shared::de,
+};
 use crate::snapshot::{Kind, MetricDef};
 
 pub const SPEC: ReportSpec = ReportSpec {
@@ -20,6 +22,13 @@ pub const SPEC: ReportSpec = ReportSpec {
     probe: PATH,
     fallback: None,
     metrics: &[&EVENTS, &DAY],
+    fields: &[
+        "aggregatedDateTime",
+        "changePasswordSelfServiceCount",
+        "passwordResetsByAdminCount",
+        "passwordResetsSelfServiceCount",
+    ],
+    persisted: false,
     build,
 };
 
@@ -94,7 +103,7 @@ mod tests {
         )
         .unwrap();
         let mut newest = None;
-        super::super::daily::keep_newest(&mut newest, rows);
+        crate::reports::shared::daily::keep_newest(&mut newest, rows);
         let s = report().snapshot(newest);
         assert_eq!(s.value(&EVENTS, &["selfServiceChange"]), Some(3.0));
         assert_eq!(s.value(&EVENTS, &["adminReset"]), Some(1.0));

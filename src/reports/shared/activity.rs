@@ -6,12 +6,20 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::de;
 use crate::graph::{GraphClient, GraphError};
+use crate::reports::shared::de;
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// The label names of an activity family.
 pub const ACTIVITY_LABELS: &[&str] = &["period", "feature", "auth_method", "status"];
+
+/// The fields [`Row`] reads.
+pub const FIELDS: &[&str] = &[
+    "feature",
+    "authMethod",
+    "successfulActivityCount",
+    "failureActivityCount",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
