@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::shared::de;
-use super::{BuildContext, POLICY_INTERVAL, Report, ReportSpec};
+use super::spec::{BuildContext, POLICY_INTERVAL, Report, ReportSpec};
 use crate::graph::{GraphClient, GraphError, Rows};
 use crate::labels::BoundedLabel;
 use crate::snapshot::{Kind, MetricDef, Snapshot};

@@ -1,7 +1,12 @@
 //! `basic_auth_users`: bcrypt hashes, checked in constant time per user name, with the
 //! successful checks remembered.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use hyper::header::HeaderValue;
 
 /// `WWW-Authenticate` of a 401.
 pub const AUTHENTICATE: &str = "Basic realm=\"entra-authmethods-exporter\"";

@@ -1,6 +1,16 @@
 //! The file format: exporter-toolkit's keys, read, checked and turned into a [`WebConfig`].
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hyper::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::basic_auth::*;
+use super::error::*;
+use super::loaded::*;
+use super::tls::*;
 
 /// The file as exporter-toolkit defines it. Keys the toolkit knows but this exporter cannot
 /// honour are read so that they can be refused by name rather than silently ignored.
@@ -11,26 +21,6 @@ pub(super) struct File {
     pub(super) http_server_config: Option<HttpFile>,
     pub(super) basic_auth_users: Option<BTreeMap<String, String>>,
     pub(super) rate_limit: Option<IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TlsFile {
-    pub(super) cert_file: Option<PathBuf>,
-    pub(super) key_file: Option<PathBuf>,
-    pub(super) cert: Option<String>,
-    pub(super) key: Option<String>,
-    pub(super) client_auth_type: Option<String>,
-    pub(super) client_ca_file: Option<PathBuf>,
-    pub(super) client_ca: Option<String>,
-    pub(super) min_version: Option<String>,
-    pub(super) max_version: Option<String>,
-    /// Ignored by Go since 1.18, and by rustls, which always prefers the server's order.
-    #[serde(rename = "prefer_server_cipher_suites")]
-    pub(super) _prefer_server_cipher_suites: Option<bool>,
-    pub(super) cipher_suites: Option<IgnoredAny>,
-    pub(super) curve_preferences: Option<IgnoredAny>,
-    pub(super) client_allowed_sans: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

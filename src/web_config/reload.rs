@@ -1,7 +1,20 @@
 //! Reload watching: the file and every file it names are compared every [`RELOAD_CHECK`]; a
 //! reload may add or change protection but never remove it.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::self_metrics::PromptGauge;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::error::*;
+use super::file::*;
+use super::loaded::*;
+
+/// How often the file and the files it names are compared with what was loaded: changes take
+/// effect within this period (and the 5 s promised in docs/security.md).
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Refuses a reload that would turn protection off: a truncated or emptied file must not open
 /// what the running exporter protects. Adding or changing protection is a reload; removing it

@@ -1,4 +1,12 @@
-use super::*;
+use std::path::Path;
+
+use hyper::header::HeaderValue;
+
+use super::basic_auth::*;
+use super::file::*;
+use super::loaded::*;
+use super::reload::*;
+use super::tls::*;
 
 fn error(text: &str) -> String {
     parse(text, Path::new("/nonexistent")).unwrap_err()

@@ -1,7 +1,47 @@
 //! `tls_server_config`: the rustls server configuration, client certificates and their
 //! allowed subject alternative names (`client_allowed_sans`).
 
-use super::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{NoClientAuth, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tracing::debug;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::loaded::*;
+
+/// `tls_server_config` as exporter-toolkit defines it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsFile {
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) cert: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) client_auth_type: Option<String>,
+    pub(super) client_ca_file: Option<PathBuf>,
+    pub(super) client_ca: Option<String>,
+    pub(super) min_version: Option<String>,
+    pub(super) max_version: Option<String>,
+    /// Ignored by Go since 1.18, and by rustls, which always prefers the server's order.
+    #[serde(rename = "prefer_server_cipher_suites")]
+    pub(super) _prefer_server_cipher_suites: Option<bool>,
+    pub(super) cipher_suites: Option<IgnoredAny>,
+    pub(super) curve_preferences: Option<IgnoredAny>,
+    pub(super) client_allowed_sans: Option<Vec<String>>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientAuth {

@@ -26,7 +26,6 @@ const FAMILIES: &[&str] = &[
     "process_resident_memory_bytes",
 ];
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_every_family_without_user_identifiers_or_secrets() {
     let fake = fake(FakeGraphOptions::default()).await;
@@ -68,7 +67,12 @@ async fn serves_every_family_without_user_identifiers_or_secrets() {
         .lines()
         .filter(|l| l.contains(r#""level":"WARN""#) && l.contains("deprecated"))
         .count();
-    assert_eq!(deprecations, common::legacy_reports().len(), "{}", exporter.logs());
+    assert_eq!(
+        deprecations,
+        common::legacy_reports().len(),
+        "{}",
+        exporter.logs()
+    );
     common::promtool_check_metrics(&text);
 }
 

@@ -33,12 +33,6 @@ const FORBIDDEN: &[(&str, &str)] = &[
 /// The exporter's library, as other crates name it.
 const EXPORTER: &str = "entra_authmethods_exporter";
 
-/// Parent modules whose child files still import them back: reports/mod.rs holds both the
-/// report trait the reports implement and the registry that lists them. Pairs parent ⇄ child
-/// of these are let through, while there are any: the check fails once an entry is no longer
-/// needed, so that it goes.
-const PARENTS_IMPORTED_BACK: &[&str] = &["reports"];
-
 /// A module path from the crate root: `[]` for the root, `["reports", "groups"]`.
 type ModulePath = Vec<String>;
 
@@ -466,25 +460,16 @@ fn no_two_files_import_each_other_and_top_level_modules_have_no_cycle_in_any_cra
     let names: Vec<&str> = crates.iter().map(|c| c.name.as_str()).collect();
     assert!(names.contains(&"fake-graph"), "crates read: {names:?}");
     let mut problems = Vec::new();
-    let mut parents_used = BTreeSet::new();
     for krate in &crates {
         assert!(krate.files.len() > 5, "{}: too few files read", krate.name);
         let files = file_graph(krate, Code::Test);
         for (a, b) in mutual_imports(&files) {
-            let parent = PARENTS_IMPORTED_BACK
-                .iter()
-                .find(|parent| a == [parent.to_string()] && b.len() == 2 && b.starts_with(&a));
-            match parent {
-                Some(parent) => {
-                    parents_used.insert(*parent);
-                }
-                None => problems.push(format!(
-                    "{}: files that import each other: {} ⇄ {}",
-                    krate.name,
-                    show(&a),
-                    show(&b)
-                )),
-            }
+            problems.push(format!(
+                "{}: files that import each other: {} ⇄ {}",
+                krate.name,
+                show(&a),
+                show(&b)
+            ));
         }
         let top = top_level_graph(&files);
         for module in top.keys() {
@@ -495,13 +480,6 @@ fn no_two_files_import_each_other_and_top_level_modules_have_no_cycle_in_any_cra
                     cycle.join(" → ")
                 ));
             }
-        }
-    }
-    for parent in PARENTS_IMPORTED_BACK {
-        if !parents_used.contains(parent) {
-            problems.push(format!(
-                "no child of {parent} imports it back any more: remove it from PARENTS_IMPORTED_BACK"
-            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -591,10 +569,7 @@ fn the_reader_follows_whole_files_and_finds_mutual_imports() {
     read("use super::{a::{self}, e};\n", "d");
     read("", "e");
     read("use crate::e::E;\n", "t");
-    read(
-        "mod a; mod b; #[cfg(test)] mod t; use c::h;\n",
-        "",
-    );
+    read("mod a; mod b; #[cfg(test)] mod t; use c::h;\n", "");
     mark_test_files(&mut files, &test_only);
     let krate = Crate {
         name: "planted".into(),

@@ -6,9 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{
-    Exporter, TENANT, fake, legacy_reports, quiet, successor_reports, sum, up, value,
-};
+use common::{Exporter, TENANT, fake, legacy_reports, quiet, successor_reports, sum, up, value};
 use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault, UsageEvent};
 
 const SUCCESSOR_FAMILIES: &[&str] = &[

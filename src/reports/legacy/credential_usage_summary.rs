@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::graph::{GraphClient, GraphError};
 use crate::reports::shared::activity::{self, ACTIVITY_LABELS};
-use crate::reports::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
+use crate::reports::spec::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {

@@ -9,9 +9,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError};
-use crate::reports::{
-    BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
-};
+use crate::reports::shared::de;
+use crate::reports::spec::{BuildContext, LEGACY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {

@@ -15,10 +15,9 @@ use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, bool_label};
+use crate::reports::shared::de;
 use crate::reports::shared::strength::{self, MethodCounts, Naming, StrengthCounts, StrengthTable};
-use crate::reports::{
-    BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec, shared::de,
-};
+use crate::reports::spec::{BuildContext, DETAILS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
 pub const SPEC: ReportSpec = ReportSpec {

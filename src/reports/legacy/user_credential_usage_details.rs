@@ -7,7 +7,7 @@
 //! `entra_credential_usage_last_event_timestamp_seconds{feature}`.
 
 use crate::reports::shared::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
-use crate::reports::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
+use crate::reports::spec::{BuildContext, EVENTS_INTERVAL, LEGACY_PERMISSION, Report, ReportSpec};
 use crate::snapshot::{Kind, MetricDef};
 
 pub const SPEC: ReportSpec = ReportSpec {

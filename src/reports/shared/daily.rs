@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
 use crate::graph::{GraphClient, GraphError};
-use crate::reports::{Report, shared::de};
+use crate::reports::shared::de;
+use crate::reports::spec::Report;
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// A row of a daily summary.

@@ -23,19 +23,19 @@
 //!   a backlog Graph delivers late does not dilute what happened last (the spike alert reads it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use tracing::info;
 
+use super::de as fields;
+use super::saved_events::{IdHash, Outcome, SavedEvents, SavedTotal};
 use crate::config::EventLabelLimits;
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{self, BoundedLabel, OTHER, UNKNOWN};
-use crate::reports::{BuildContext, Report, shared::de as fields};
+use crate::reports::spec::{BuildContext, Report};
 use crate::snapshot::{MetricDef, Snapshot};
 use crate::state::StateFile;
 
@@ -522,106 +522,6 @@ impl Pass<'_> {
             newest: self.newest,
             recent: self.recent,
         }
-    }
-}
-
-/// What the state file keeps of one events report of one tenant. Its size follows the events
-/// in Graph's window (one id per event, expired with it), never the time the exporter runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SavedEvents {
-    /// `*_usage_events_total` per label set; the outcome counters are their sums.
-    totals: Vec<SavedTotal>,
-    /// The failure_reason values admitted as labels, so that series do not move.
-    failure_reasons: Vec<String>,
-    /// XXH3-64 hashes of the remembered event ids (16 hex digits) and their eventDateTime
-    /// (Unix seconds).
-    event_ids: HashMap<IdHash, i64>,
-    /// The newest eventDateTime seen (Unix seconds).
-    newest_event: Option<i64>,
-    /// Events dated before this (Unix seconds) are never counted. Missing in files written
-    /// before it was kept.
-    #[serde(default)]
-    horizon: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavedTotal {
-    feature: String,
-    auth_method: String,
-    status: Outcome,
-    failure_reason: String,
-    events: u64,
-}
-
-/// The `status` label of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Outcome {
-    Success,
-    Failure,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 2] = [Outcome::Success, Outcome::Failure];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-        }
-    }
-
-    fn from_success(success: bool) -> Self {
-        if success {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        }
-    }
-
-    fn from_label(label: &str) -> Self {
-        if label == Outcome::Success.as_str() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        }
-    }
-}
-
-/// An id hash, written as 16 hex digits: JSON numbers above 2^53 lose precision in most tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct IdHash(u64);
-
-impl Serialize for IdHash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{:016x}", self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for IdHash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HexVisitor;
-
-        impl Visitor<'_> for HexVisitor {
-            type Value = IdHash;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event id hash of 16 hex digits")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<IdHash, E> {
-                if v.len() != 16 {
-                    return Err(E::invalid_length(v.len(), &self));
-                }
-                u64::from_str_radix(v, 16)
-                    .map(IdHash)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-            }
-        }
-
-        deserializer.deserialize_str(HexVisitor)
     }
 }
 

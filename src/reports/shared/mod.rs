@@ -8,4 +8,6 @@ pub(crate) mod de;
 pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod registered_by;
+pub mod saved_events;
 pub mod strength;
+pub mod tenant;

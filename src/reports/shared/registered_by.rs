@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::graph::{GraphClient, GraphError, Unavailability};
+use crate::reports::shared::tenant::{PublishedTotals, TenantShared};
+use crate::reports::spec::{BuildContext, UNAVAILABLE_RETRY};
 use crate::reports::successor::user_registration_details;
-use crate::reports::{BuildContext, PublishedTotals, TenantShared, UNAVAILABLE_RETRY};
 use crate::snapshot::{MetricDef, Snapshot};
 
 /// The `source` label: Graph's own summary, or the userRegistrationDetails fallback.
@@ -120,7 +121,7 @@ impl Fallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reports::successor::user_registration_details::RegistrationTotals;
+    use crate::reports::shared::tenant::RegistrationTotals;
     use std::time::Duration;
 
     #[test]

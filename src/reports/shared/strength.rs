@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracing::info;
 
-use crate::reports::TenantShared;
+use crate::reports::shared::tenant::TenantShared;
 
 /// A strength class, weakest first so that `max` picks the strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

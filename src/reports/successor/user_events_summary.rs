@@ -7,7 +7,9 @@
 //! `entra_authmethods_usage_last_event_timestamp_seconds{feature}`.
 
 use crate::reports::shared::events::{EVENT_LABELS, EventMetrics, EventsReport, OUTCOME_LABELS};
-use crate::reports::{AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec};
+use crate::reports::spec::{
+    AUDIT_LOG_PERMISSION, BuildContext, EVENTS_INTERVAL, Report, ReportSpec,
+};
 use crate::snapshot::{Kind, MetricDef};
 
 pub const SPEC: ReportSpec = ReportSpec {

@@ -9,8 +9,9 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 
 use crate::reports::shared::daily::{DailyReport, Day};
-use crate::reports::{
-    AUDIT_LOG_PERMISSION, BuildContext, DAILY_INTERVAL, Report, ReportSpec, shared::de,
+use crate::reports::shared::de;
+use crate::reports::spec::{
+    AUDIT_LOG_PERMISSION, BuildContext, DAILY_INTERVAL, Report, ReportSpec,
 };
 use crate::snapshot::{Kind, MetricDef};
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::graph::{GraphClient, GraphError};
 use crate::reports::shared::activity::{self, ACTIVITY_LABELS};
-use crate::reports::{
+use crate::reports::spec::{
     BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL,
 };
 use crate::snapshot::{Kind, MetricDef, Snapshot};

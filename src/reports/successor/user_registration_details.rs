@@ -30,12 +30,14 @@ use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError};
 use crate::labels::{BoundedLabel, UNKNOWN, bool_label};
+use crate::reports::shared::de;
 use crate::reports::shared::groups::{GroupReader, Members};
 use crate::reports::shared::strength::{
     self, MethodCounts, Strength, StrengthCounts, StrengthTable,
 };
-use crate::reports::{
-    AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec, shared::de,
+use crate::reports::shared::tenant::RegistrationTotals;
+use crate::reports::spec::{
+    AUDIT_LOG_PERMISSION, BuildContext, DETAILS_INTERVAL, Report, ReportSpec,
 };
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
@@ -189,17 +191,6 @@ pub static GROUP_SSPR_PHONE_ONLY_USERS: MetricDef = MetricDef {
     kind: Kind::Gauge,
     labels: &["group"],
 };
-
-/// What usersRegisteredByFeature and usersRegisteredByMethod report, computed from a complete
-/// scan.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct RegistrationTotals {
-    pub users: u64,
-    /// Users per [`SUMMARY_FEATURES`] feature.
-    pub by_feature: BTreeMap<&'static str, u64>,
-    /// Users per registered method (bounded like the method label).
-    pub by_method: BTreeMap<String, u64>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError};
-use crate::reports::{
-    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+use crate::reports::shared::de;
+use crate::reports::spec::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL,
 };
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
@@ -73,7 +74,7 @@ impl Report for SigninsByMethod {
     }
 }
 
-pub(in crate::reports) fn add(
+pub(crate) fn add(
     counts: &mut BTreeMap<(&'static str, String), u64>,
     period: &'static str,
     rows: Vec<Row>,
@@ -87,7 +88,7 @@ pub(in crate::reports) fn add(
     }
 }
 
-pub(in crate::reports) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
+pub(crate) fn finish(counts: BTreeMap<(&'static str, String), u64>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for ((period, method), count) in counts {
         snapshot.push(&SIGNINS, vec![period.to_owned(), method], count as f64);

@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError, Rows};
+use crate::reports::shared::de;
 use crate::reports::shared::registered_by::{
     self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY,
 };
-use crate::reports::{
-    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+use crate::reports::spec::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL,
 };
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
@@ -97,8 +98,8 @@ fn snapshot(figures: Figures<Summary>) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reports::PublishedTotals;
-    use crate::reports::successor::user_registration_details::RegistrationTotals;
+    use crate::reports::shared::tenant::PublishedTotals;
+    use crate::reports::shared::tenant::RegistrationTotals;
     use std::sync::Arc;
 
     #[test]

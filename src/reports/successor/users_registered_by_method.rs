@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::graph::{GraphClient, GraphError, Rows};
+use crate::reports::shared::de;
 use crate::reports::shared::registered_by::{
     self, Fallback, Figures, SOURCE_DETAILS, SOURCE_SUMMARY,
 };
-use crate::reports::{
-    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL, shared::de,
+use crate::reports::spec::{
+    BuildContext, DELEGATED_SUMMARY_PERMISSION, Report, ReportSpec, SUMMARY_INTERVAL,
 };
 use crate::snapshot::{Kind, MetricDef, Snapshot};
 
