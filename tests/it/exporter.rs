@@ -182,7 +182,11 @@ async fn refreshes_tokens_and_survives_a_rejected_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_json_fails_the_poll_and_keeps_the_last_good_values() {
     let fake = fake(quiet()).await;
-    let exporter = Exporter::start(&fake, &["--poll.interval=1s"]).await;
+    // The last good value outlives the report held down below (the default max_age, three 1 s
+    // intervals, would drop it).
+    let config = common::temp_file("reports:\n  credentialUserRegistrationCount: {max_age: 1h}\n");
+    let config_flag = format!("--config.file={}", config.path().display());
+    let exporter = Exporter::start(&fake, &["--poll.interval=1s", &config_flag]).await;
     exporter.wait_ready().await;
     let users = format!(r#"entra_credential_users{{tenant="{TENANT}"}}"#);
     for _ in 0..common::STAY_DOWN_POLLS {

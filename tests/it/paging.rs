@@ -8,6 +8,9 @@ use common::{Exporter, TENANT, fake, quiet, sum, up, value};
 use entra_fake_graph::{FakeGraph, FakeGraphOptions, Fault};
 
 const REPORT: &str = "credentialUserRegistrationDetails";
+/// The last good values outlive a report held down by queued faults for as long as the test
+/// needs to see it (the default max_age, three 1 s intervals, would drop them).
+const HELD_DOWN: &str = "reports:\n  credentialUserRegistrationDetails: {max_age: 1h}\n";
 
 /// 137 users in pages of 10: 14 pages per poll of the legacy details report, polled every
 /// `interval`.
@@ -83,7 +86,7 @@ async fn fails_then_recovers(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_next_link_that_repeats_ends_the_poll() {
-    let (fake, exporter, _config) = setup("1s", "").await;
+    let (fake, exporter, _config) = setup("1s", HELD_DOWN).await;
     fails_then_recovers(
         &fake,
         &exporter,
@@ -96,7 +99,7 @@ async fn a_next_link_that_repeats_ends_the_poll() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_page_with_a_next_link_ends_the_poll() {
-    let (fake, exporter, _config) = setup("1s", "").await;
+    let (fake, exporter, _config) = setup("1s", HELD_DOWN).await;
     fails_then_recovers(
         &fake,
         &exporter,
@@ -109,7 +112,7 @@ async fn an_empty_page_with_a_next_link_ends_the_poll() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_skiptoken_fails_the_poll_without_retiring_the_report() {
-    let (fake, exporter, _config) = setup("1s", "").await;
+    let (fake, exporter, _config) = setup("1s", HELD_DOWN).await;
     for (status, message) in [
         (
             404,
