@@ -1,5 +1,5 @@
 //! A fake Microsoft Graph and Entra token endpoint for the exporter's `--demo` mode and tests.
-//! It knows nothing of the exporter (tests/structure.rs checks it).
+//! It knows nothing of the exporter (tests/it/structure.rs checks it).
 //!
 //! [`FakeGraph::start`] serves real HTTPS on `127.0.0.1` (an OS-picked port)
 //! with a certificate from a CA generated at start ([`FakeGraph::ca_pem`]).
