@@ -7,24 +7,13 @@
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SCRAPES: usize = 500;
 
 #[tokio::main]
 async fn main() {
-    let mut command = Command::new(common::BIN);
-    command
-        .args([
-            "--demo",
-            "--web.listen-address=127.0.0.1:0",
-            "--log.format=json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let exporter = common::Exporter::spawn(command, Vec::new()).await;
+    let exporter = common::Exporter::spawn(common::demo_command(), Vec::new()).await;
     exporter.wait_ready().await;
     // Let the first polls' buffers settle before measuring "idle".
     tokio::time::sleep(Duration::from_secs(5)).await;
